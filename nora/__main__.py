@@ -1,0 +1,5 @@
+import sys
+
+from nora.cli import main
+
+sys.exit(main())
