@@ -53,8 +53,8 @@ class BatchIndexDataset(Dataset):
         return len(self.y)
 
     def __getitem__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(idx)
-        return self.x[index], self.y[index]
+        # sample by sample, as a decoding pipeline would: worker timings then vary
+        return torch.stack([self.x[i] for i in idx]), torch.stack([self.y[i] for i in idx])
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, max_shift: int, noise_std: float

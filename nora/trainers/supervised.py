@@ -74,6 +74,7 @@ class SupervisedTrainer:
         k = self.run.knobs
         return DataLoader(BatchIndexDataset(self.data.x_train, self.data.y_train),
                           sampler=batches, batch_size=None, num_workers=k.loader_workers,
+                          generator=torch_generator(k.seed, "loader", epoch),
                           in_order=k.loader_in_order if k.loader_workers else True)
 
     def _transform(self, x: torch.Tensor) -> torch.Tensor:
@@ -142,7 +143,9 @@ class SupervisedTrainer:
                 self.evaluate()
             self._checkpoint("last.pt")
         bar.close()
-        return self.evaluate(record=False)
+        final = self.evaluate(record=False)
+        final["eval_repeatable"] = self.evals_repeatable()
+        return final
 
     def _checkpoint(self, name: str) -> None:
         path = self.ckpt_dir / name
