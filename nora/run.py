@@ -173,6 +173,7 @@ class Run:
         self.last_checkpoint = path
         self.checkpoints[str(path.relative_to(self.run_dir))] = sha256
 
-    def on_checkpoint(self, path: Path, sha256: str) -> None:
+    def on_checkpoint(self, path: Path, sha256: str, saved: Any = None) -> None:
+        """``saved`` is what was written (its top-level parts), for the audit."""
         self.note_checkpoint(path, sha256)
-        self.emit("checkpoint", {"path": path})
+        self.emit("checkpoint", {"path": path, "saved": saved})

@@ -149,7 +149,8 @@ class SupervisedTrainer:
 
     def _checkpoint(self, name: str) -> None:
         path = self.ckpt_dir / name
-        self.run.on_checkpoint(path, self.save_checkpoint(path))
+        sha = self.save_checkpoint(path)
+        self.run.on_checkpoint(path, sha, self.saved_parts)
 
     # --- evaluation ----------------------------------------------------------------
     def _eval_logits(self) -> torch.Tensor:
@@ -208,6 +209,7 @@ class SupervisedTrainer:
     def save_checkpoint(self, path: str | Path) -> str:
         state = self._state()
         parts = {k: v for k, v in state.items() if k in self.run.knobs.checkpoint_parts}
+        self.saved_parts = dict.fromkeys(parts, True)
         return save_checkpoint(parts, path)
 
     def load(self, path: str | Path) -> list[str]:

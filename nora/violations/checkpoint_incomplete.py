@@ -19,10 +19,10 @@ class CheckpointIncomplete(BaseViolation):
         run.knobs.checkpoint_parts = ("model", "position")
 
     def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        path = info.get("path")
+        path, saved = info.get("path"), info.get("saved")
         if path is None:
             return None
-        missing = audit(load_checkpoint(path))
+        missing = audit(saved if saved is not None else load_checkpoint(path))
         return {"path": str(path), "missing": missing} if missing else None
 
     def fix(self, run) -> Fix:
