@@ -140,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_cmp.add_argument("runs", nargs=2)
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
+    p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
     args = parser.parse_args(argv)
     try:
         if args.command == "train":
@@ -149,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compare":
             from nora.analysis.compare import main as compare_main
             return compare_main(args.runs)
-        from nora.report import main as report_main
-        return report_main(args.paths)
+        from nora.reporting import main as report_main
+        return report_main(args.paths, args.out)
     except ConfigError as exc:
         print(f"nora: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
