@@ -33,7 +33,7 @@ def _expand(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
     axes: list[list[str]] = []
     for ov in parsed:
         key = ov.get_key_element()
-        if key.startswith("hydra"):
+        if key.startswith("hydra."):
             continue
         if ov.is_sweep_override():
             if not multirun:

@@ -96,6 +96,7 @@ def test_sweep_through_submitit_local_launcher(tmp_path):
     (["train", "seed=1,2"], ["seed=1,2", "--multirun"]),
     (["train", "--multirun", "regime=strict,nope"], ["regime", "'nope'", "strict"]),
     (["replay", "runs/missing"], ["runs/missing", "manifest.json"]),
+    (["train", "hydra/launcher=submitit"], ["hydra/launcher", "submitit_local"]),
 ])
 def test_bad_input_exits_2_and_leaves_no_run_directory(tmp_path, monkeypatch, capsys, args,
                                                         needles):

@@ -53,19 +53,28 @@ def compose_dict(overrides: Sequence[str] = ()) -> dict[str, Any]:
         gh.clear()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base=None):
-            cfg = compose(config_name="config", overrides=overrides)
+            cfg = compose(config_name="config", overrides=overrides,
+                          return_hydra_config=any(o.lstrip("+~").startswith("hydra")
+                                                  for o in overrides))
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise ConfigError(_hydra_message(str(exc), overrides)) from None
     finally:
         if was_initialized:
             GlobalHydra.instance().clear()
-    data = OmegaConf.to_container(cfg, resolve=True)
+    data = OmegaConf.to_container(cfg, resolve=False)
     data.pop("hydra", None)
-    return data
+    return OmegaConf.to_container(OmegaConf.create(data), resolve=True)
 
 
 def _hydra_message(msg: str, overrides: Sequence[str]) -> str:
     first = msg.strip().splitlines()[0] if msg.strip() else msg
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", msg)
+    if missing and "Available options" in msg:
+        options = [ln.strip() for ln in msg.split("Available options", 1)[1].splitlines()[1:]
+                   if ln.strip() and not ln.startswith(("Config search", "\tprovider"))]
+        options = [o for o in options if "provider=" not in o and not o.startswith("Config")]
+        return (f"{missing.group(1)}={missing.group(2)!r} is not available; valid choices: "
+                f"{', '.join(options)}")
     match = re.search(r"override '([^']+)'", msg)
     if not match:
         return f"invalid override in {' '.join(overrides)!r}: {first}"
