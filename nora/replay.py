@@ -13,7 +13,7 @@ from typing import Any
 
 from nora.config.compose import compose_dict, validate
 from nora.errors import ConfigError
-from nora.records import read_json, read_jsonl, write_json
+from nora.records import read_json, write_json
 from nora.runner import RunResult, train
 
 
@@ -33,15 +33,6 @@ class ReplayVerdict:
                 "original_fingerprint": self.original_fingerprint,
                 "replay_fingerprint": self.replay_fingerprint,
                 "first_divergent_step": self.first_divergent_step, "message": self.message}
-
-
-def _first_divergence(a: Path, b: Path) -> int | None:
-    sa = [r for r in read_jsonl(a / "metrics.jsonl") if r.get("kind") == "step"]
-    sb = [r for r in read_jsonl(b / "metrics.jsonl") if r.get("kind") == "step"]
-    for ra, rb in zip(sa, sb):
-        if ra["loss_bits"] != rb["loss_bits"] or ra.get("param_hash") != rb.get("param_hash"):
-            return ra["step"]
-    return None if len(sa) == len(sb) else min(len(sa), len(sb))
 
 
 def load_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -66,17 +57,20 @@ def replay(run_dir: str | Path, *, out_dir: str | Path | None = None,
     out = Path(out_dir) if out_dir else run_dir / "replays" / stamp
     result: RunResult = train(config, run_dir=out, progress=progress,
                               start_knobs=manifest["knobs_at_start"])
+    from nora.analysis import compare
+
     original = manifest.get("fingerprint")
     same = original is not None and original == result.fingerprint
-    step = None if same else _first_divergence(run_dir, out)
+    step = None
     if original is None:
         msg = f"original run ended {manifest.get('status')!r} without a fingerprint"
     elif same:
         msg = f"replay reproduces the run: fingerprint {original}"
     else:
-        where = f"; first divergence at step {step}" if step is not None else ""
+        comparison = compare(run_dir, out, labels=("original", "replay"))
+        step = comparison.first_divergent_step
         msg = (f"replay does NOT reproduce the run: fingerprint {result.fingerprint} != "
-               f"{original}{where}")
+               f"{original}\n{comparison.report()}")
     verdict = ReplayVerdict(run_dir, out, original, result.fingerprint, same, step, msg)
     metrics_path = run_dir / "norms" / "reproducibility_metrics.json"
     if metrics_path.exists():
