@@ -1,0 +1,169 @@
+"""The code that runs inside a warm template interpreter and its forked replicas.
+
+``nora.analysis.isolation`` starts one template interpreter per ``PYTHONHASHSEED``. It loads
+this file by path (never as ``nora.analysis._replica``), so it must import nothing of NORA:
+NORA's import time and module state would otherwise leak into every replica. Hence stdlib
+imports only at the top; torch and numpy are imported where they are used.
+
+Protocol (one JSON object per line): the template writes ``{"event": "ready"}`` once torch is
+imported; for each job line it reads on stdin it forks a replica, writes ``{"event": "started",
+"pid": ...}``, then ``{"event": "done", "status": exit_code}``. The replica writes its result
+with ``torch.save`` to ``job["out"]``, a traceback to ``job["err"]``, its output to
+``job["log"]``. EOF on stdin (the parent went away) ends the template and kills a running
+replica. In-process reruns use ``plain`` from here too, so both paths convert results alike.
+"""
+from __future__ import annotations
+
+import atexit
+import importlib
+import importlib.util
+import json
+import os
+import pickle
+import select
+import signal
+import sys
+import traceback
+from typing import Any
+
+_PRELOAD = ("torch", "torch._dynamo")   # torch._dynamo: imported lazily by an optimizer step
+
+
+def plain(obj: Any) -> Any:
+    """Results as plain data, copied: modules become state dicts, arrays tensors."""
+    import torch
+    np = sys.modules.get("numpy")
+    if isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        return t.clone() if t.device.type == "cpu" else t.cpu()
+    if np is not None and isinstance(obj, np.ndarray) and obj.dtype.kind in "biufc":
+        return torch.from_numpy(np.array(obj, copy=True))
+    if np is not None and isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [plain(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(plain(v) for v in obj)
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes)):
+        return obj
+    raise TypeError(f"check_reproducible: fn returned a {type(obj).__name__!r}; return "
+                    "tensors, arrays, a (nested) state dict or a module")
+
+
+def _resolve(module: str, qualname: str, file: str | None) -> Any:
+    """The function ``module.qualname``; loaded from ``file`` if the module is not importable."""
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module or not file:
+            raise
+        spec = importlib.util.spec_from_file_location(module, file)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[module] = mod
+        spec.loader.exec_module(mod)
+    obj: Any = mod
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _child(job: dict[str, Any]) -> None:
+    """The replica, right after the fork: become the caller's process, run fn, save, exit."""
+    code = 1
+    try:
+        os.setsid()                    # own process group: killed as a whole, helpers included
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        log = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.chdir(job["cwd"])
+        sys.path[:] = job["sys_path"]
+        env = dict(job["env"], PYTHONHASHSEED=os.environ["PYTHONHASHSEED"], NORA_REPLICA="1")
+        os.environ.clear()
+        os.environ.update(env)
+        import torch
+        torch.set_num_threads(job["threads"])
+        if "numpy.random" in sys.modules:
+            sys.modules["numpy.random"].seed()   # fresh global state, as in a new interpreter
+        fn = _resolve(job["module"], job["qualname"], job["file"])
+        with open(job["payload"], "rb") as fh:
+            seed, args, kwargs = pickle.load(fh)
+        torch.save(plain(fn(seed, *args, **kwargs)), job["out"])
+        code = 0
+    except BaseException:
+        with open(job["err"], "w") as fh:
+            fh.write(traceback.format_exc())
+    finally:
+        try:
+            atexit._run_exitfuncs()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _wait(pid: int) -> int:
+    """Wait for the replica; if the parent goes away (stdin EOF), kill it and leave."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    while True:
+        ready, _, _ = select.select([0] + ([pidfd] if pidfd is not None else []), [], [],
+                                    None if pidfd is not None else 0.01)
+        if 0 in ready and not os.read(0, 65536):
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os._exit(0)
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)   # leftovers of the replica (worker processes)
+            except OSError:
+                pass
+            _, status = os.waitpid(pid, 0)
+            if pidfd is not None:
+                os.close(pidfd)
+            return os.waitstatus_to_exitcode(status)
+
+
+def _send(msg: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def serve() -> None:
+    """The template's main loop: preload torch, then fork one replica per job line."""
+    for name in _PRELOAD:
+        importlib.import_module(name)
+    _send({"event": "ready"})
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        job = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            _child(job)
+        _send({"event": "started", "pid": pid})
+        _send({"event": "done", "status": _wait(pid)})
+
+
+# What the template runs: this file loaded by path, under a name outside the nora package.
+LAUNCHER = """\
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("_nora_replica", {path!r})
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+module.serve()
+"""

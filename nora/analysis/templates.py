@@ -1,0 +1,138 @@
+"""Warm template interpreters: one per ``PYTHONHASHSEED``, each forking replicas on request.
+
+The template runs ``nora.analysis._replica`` (loaded by path, so without NORA) and speaks its
+line protocol on stdin/stdout. The pool keeps templates warm across calls, keyed by hash seed,
+interpreter and the environment variables read at start-up (threads, library paths), and
+replaces one that died. ``nora.analysis.isolation`` is the only user.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nora.analysis import _replica
+from nora.errors import NoraError
+
+__all__ = ["POOL", "START_LIMIT", "ReplicaError", "Template", "default_hash_seeds"]
+
+START_LIMIT = 120.0    # seconds a template may take to start (torch import on a busy machine)
+_STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "LD_", "TORCH_")
+
+
+class ReplicaError(NoraError):
+    """A replica raised, died or timed out; the message carries its traceback and output."""
+
+
+def default_hash_seeds(n: int) -> list[int]:
+    """``n`` fixed, distinct hash seeds, so a verdict is itself reproducible."""
+    return [(2654435761 * (i + 1)) % 4294967291 + 1 for i in range(n)]   # distinct, fixed
+
+
+class Template:
+    """A warm interpreter with one PYTHONHASHSEED that forks replicas on request."""
+
+    def __init__(self, hash_seed: int, tmpdir: str) -> None:
+        self.hash_seed, self.ready, self._buf = hash_seed, False, b""
+        self.stderr_path = os.path.join(tmpdir, f"template-{hash_seed}.err")
+        env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
+        script = os.path.join(tmpdir, "nora_template.py")     # a readable name in `ps`
+        if not os.path.exists(script):
+            Path(script).write_text(_replica.LAUNCHER.format(path=_replica.__file__))
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, script],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=err, env=env, start_new_session=True)
+
+    def read(self, deadline: float) -> dict[str, Any] | None:
+        """Next protocol message, or None at the deadline; EOF raises ReplicaError."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(msg, dict) and "event" in msg:
+                    return msg
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                err = Path(self.stderr_path).read_text(errors="replace")[-4000:]
+                raise ReplicaError(f"the template interpreter (PYTHONHASHSEED={self.hash_seed}) "
+                                   f"exited with {self.proc.wait()}:\n{err}")
+            self._buf += chunk
+
+    def send(self, job: dict[str, Any]) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            self.proc.stdin.flush()
+        except OSError as exc:                     # it died since it was last used
+            raise ReplicaError(f"the template interpreter (PYTHONHASHSEED={self.hash_seed}) "
+                               f"is gone: {exc}") from exc
+
+    def close(self, wait: float = 2.0) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(wait)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+class TemplatePool:
+    """Templates kept warm across calls, keyed by hash seed and start-up environment."""
+
+    def __init__(self) -> None:
+        self.lock, self.templates, self._tmp = threading.RLock(), {}, None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:   # a forked child must not touch its parent's templates
+        self.lock, self.templates, self._tmp = threading.RLock(), {}, None
+
+    def get(self, hash_seeds: Sequence[int]) -> list[Template]:
+        if self._tmp is None:
+            self._tmp = tempfile.mkdtemp(prefix="nora-templates-")
+        env_key = tuple(sorted((k, v) for k, v in os.environ.items()
+                               if k.startswith(_STARTUP_ENV) and k != "PYTHONHASHSEED"))
+        out = []
+        for h in hash_seeds:
+            key = (h, sys.executable, env_key)
+            t = self.templates.get(key)
+            if t is None or t.proc.poll() is not None:
+                for old in [k for k in self.templates if k[0] == h]:
+                    self.templates.pop(old).close(0.5)
+                t = self.templates[key] = Template(h, self._tmp)
+            out.append(t)
+        return out
+
+    def discard(self, t: Template) -> None:
+        for key in [k for k, v in self.templates.items() if v is t]:
+            del self.templates[key]
+        t.proc.kill()
+        t.proc.wait()
+
+    def close(self) -> None:
+        for t in list(self.templates.values()):
+            t.close()
+        self.templates.clear()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+POOL = TemplatePool()
+atexit.register(POOL.close)
