@@ -94,9 +94,18 @@ def _hydra_message(msg: str, overrides: Sequence[str]) -> str:
 def validate(data: Mapping[str, Any]) -> RunConfig:
     """Validate composed data, turning pydantic's report into one message per bad key."""
     try:
-        return RunConfig.model_validate(dict(data))
+        config = RunConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data)) from None
+    from nora.violations import VIOLATIONS
+
+    applicable = [n for n, v in VIOLATIONS.items()
+                  if n == "none" or config.trainer.name in v.applies_to]
+    if config.violation.name not in applicable:
+        raise ConfigError(f"violation={config.violation.name!r} does not apply to "
+                          f"trainer={config.trainer.name!r}; valid choices for it: "
+                          f"{', '.join(applicable)}")
+    return config
 
 
 def _lookup(data: Any, loc: Iterable[Any]) -> Any:

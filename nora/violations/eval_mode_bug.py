@@ -12,6 +12,7 @@ class EvalModeBug(BaseViolation):
     severity = "high"
     scope = "startup"
     events = frozenset({"eval"})
+    applies_to = frozenset({"supervised"})  # PPO's policy has no dropout or batch norm
 
     def inject(self, run) -> None:
         run.knobs.eval_mode = False
