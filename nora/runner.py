@@ -19,6 +19,7 @@ from nora.records import environment, write_json
 from nora.run import Run
 from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything, set_determinism
 from nora.trainers import make_trainer
+from nora.trainers.shards import current_rank
 from nora.violations import RUNTIME
 
 
@@ -43,6 +44,13 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.outcome == self.expected_outcome
+
+
+def needs_group(config: RunConfig) -> bool:
+    import torch.distributed as dist
+
+    return (config.ddp.world_size > 1 and not config.ddp.emulate
+            and not (dist.is_available() and dist.is_initialized()))
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -126,7 +134,14 @@ def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tupl
 
 def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: bool = False,
           start_knobs: dict[str, Any] | None = None) -> RunResult:
-    """Run one training from a validated config; raises NormViolationError on a halt."""
+    """Run one training from a validated config; raises NormViolationError on a halt.
+
+    With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
+    torchrun's ranks are joined; rank 0 writes the records.
+    """
+    if needs_group(config):
+        from nora.trainers.distributed import train_distributed
+        return train_distributed(config, run_dir=run_dir, progress=progress)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
@@ -149,7 +164,8 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
         if run.agent is not None:
             run.emit("startup")
         run.event = "step"
-        seed_everything(derive_seed(k.seed, "global"), deterministic=k.deterministic)
+        streams = ("global",) if config.ddp.world_size == 1 else ("global", current_rank())
+        seed_everything(derive_seed(k.seed, *streams), deterministic=k.deterministic)
         set_determinism(k.deterministic, cudnn_benchmark=k.cudnn_benchmark)
         run.trainer = make_trainer(run, device, progress=progress)
         run.total_steps = run.trainer.total_steps

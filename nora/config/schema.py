@@ -53,6 +53,7 @@ class SupervisedConfig(_Frozen):
     channels: int = Field(ge=1)
     hidden: int = Field(ge=1)
     dropout: float = Field(ge=0, lt=1)
+    batch_norm: bool
     augment: bool
     max_shift: int = Field(ge=0)
     noise_std: float = Field(ge=0)
@@ -104,9 +105,13 @@ class ReproConfig(_Frozen):
 
 
 class DDPConfig(_Frozen):
+    """``world_size`` ranks, one process each; ``emulate`` computes the same per-rank
+    gradients in one process, one shard after another (the bitwise reference for DDP)."""
+
     world_size: int = Field(ge=1)
     backend: Literal["auto", "gloo", "nccl"]
     timeout_s: float = Field(gt=0)
+    emulate: bool
 
 
 class ConfigChange(_Frozen):

@@ -8,14 +8,16 @@ from torch import nn
 
 
 class DigitsCNN(nn.Module):
-    """Two conv blocks with batch norm, then dropout and two linear layers."""
+    """Two conv blocks (batch norm optional), then dropout and two linear layers."""
 
-    def __init__(self, channels: int, hidden: int, dropout: float) -> None:
+    def __init__(self, channels: int, hidden: int, dropout: float,
+                 batch_norm: bool = True) -> None:
         super().__init__()
         c = channels
+        norm = nn.BatchNorm2d if batch_norm else (lambda _: nn.Identity())
         self.features = nn.Sequential(
-            nn.Conv2d(1, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(),
+            nn.Conv2d(1, c, 3, padding=1), norm(c), nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, padding=1), norm(2 * c), nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.head = nn.Sequential(

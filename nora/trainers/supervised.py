@@ -2,7 +2,6 @@
 batch norm, optional AMP, a cosine LR schedule, evaluation and full checkpoints."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from nora.seeding import torch_generator
 from nora.trainers.common import ScheduledLR, capture_rng, config_hash, flat_state, restore_rng
 from nora.trainers.data import BatchIndexDataset, augment, load_digits
 from nora.trainers.models import DigitsCNN, init_parameters
+from nora.trainers.shards import Shards
 
 
 class SupervisedTrainer:
@@ -30,17 +30,20 @@ class SupervisedTrainer:
         self.data = load_digits(tc.test_fraction, tc.train_subset)
         self.x_test = self.data.x_test.to(device)
         self.y_test = self.data.y_test.to(device)
-        self.model = DigitsCNN(tc.channels, tc.hidden, tc.dropout)
+        with torch.random.fork_rng(devices=[]):  # layer constructors draw from the global RNG
+            self.model = DigitsCNN(tc.channels, tc.hidden, tc.dropout, tc.batch_norm)
         init_parameters(self.model, torch_generator(k.seed, "init"))
         self.model.to(device)
+        self.shards = Shards(cfg.ddp, k.seed)
+        self.net = self.shards.wrap(self.model, device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
         n = len(self.data.y_train)
-        self.steps_per_epoch = math.ceil(n / cfg.train.batch_size)
+        self.steps_per_epoch = self.shards.steps_per_epoch(n, cfg.train.batch_size)
         self.schedule_steps = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(self.schedule_steps, cfg.train.max_steps or self.schedule_steps)
         self.lr = ScheduledLR(self.optimizer, cfg.train.lr_schedule, self.schedule_steps)
-        self.aug_gen = torch_generator(k.seed, "augment")
+        self.aug_gens = self.shards.generators("augment")
         self.scaler: torch.amp.GradScaler | None = None
         if k.amp and k.grad_scaler:
             self.scaler = torch.amp.GradScaler(device.type)
@@ -70,25 +73,24 @@ class SupervisedTrainer:
     def _batches(self, epoch: int, start: int) -> DataLoader:
         n, bs = len(self.data.y_train), self.train_cfg.batch_size
         order = torch.randperm(n, generator=torch_generator(self.run.knobs.seed, "order", epoch))
-        batches = [order[i:i + bs].tolist() for i in range(0, n, bs)][start:]
+        batches = self.shards.batches(order, bs)[start:]
         k = self.run.knobs
         return DataLoader(BatchIndexDataset(self.data.x_train, self.data.y_train),
                           sampler=batches, batch_size=None, num_workers=k.loader_workers,
                           generator=torch_generator(k.seed, "loader", epoch),
                           in_order=k.loader_in_order if k.loader_workers else True)
 
-    def _transform(self, x: torch.Tensor) -> torch.Tensor:
+    def _transform(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not self.tc.augment:
             return x
-        return augment(x, self.aug_gen, self.tc.max_shift, self.tc.noise_std)
+        return augment(x, gen, self.tc.max_shift, self.tc.noise_std)
 
     # --- training ------------------------------------------------------------------
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        k, run, opt = self.run.knobs, self.run, self.optimizer
-        x, y = self._transform(x).to(self.device), y.to(self.device)
-        opt.zero_grad(set_to_none=True)
+    def _backward(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
+        k = self.run.knobs
+        x, y = self._transform(x, gen).to(self.device), y.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=k.amp):
-            logits = self.model(x)
+            logits = self.net(x)
         loss = F.cross_entropy(logits.float(), y)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -98,7 +100,12 @@ class SupervisedTrainer:
                 p.grad.div_(k.static_loss_scale)
         else:
             loss.backward()
-        loss_val = loss.item()
+        return loss.item()
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        k, run, opt = self.run.knobs, self.run, self.optimizer
+        opt.zero_grad(set_to_none=True)
+        loss_val = self.shards.step(self.model, x, y, self.aug_gens, self._backward)
         nonfinite: list[str] = []
         if run.watches_amp and k.amp and self.scaler is None:
             nonfinite = [n for n, p in self.model.named_parameters()
@@ -156,7 +163,8 @@ class SupervisedTrainer:
     def _eval_logits(self) -> torch.Tensor:
         x = self.x_test
         if self.run.knobs.eval_augment:
-            x = augment(x.cpu(), self.aug_gen, self.tc.max_shift, self.tc.noise_std).to(self.device)
+            x = augment(x.cpu(), self.aug_gens[0], self.tc.max_shift,
+                        self.tc.noise_std).to(self.device)
         with torch.no_grad():
             return self.model(x).float()
 
@@ -182,8 +190,8 @@ class SupervisedTrainer:
         if not self.run.knobs.eval_augment:
             return True
         probe = self.data.x_test[:8]
-        a = augment(probe, self.aug_gen, self.tc.max_shift, self.tc.noise_std)
-        b = augment(probe, self.aug_gen, self.tc.max_shift, self.tc.noise_std)
+        a = augment(probe, self.aug_gens[0], self.tc.max_shift, self.tc.noise_std)
+        b = augment(probe, self.aug_gens[0], self.tc.max_shift, self.tc.noise_std)
         return torch.equal(a, b)
 
     def evals_repeatable(self) -> bool:
@@ -201,10 +209,13 @@ class SupervisedTrainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.lr.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else {"enabled": False},
-            "rng": capture_rng({"augment": self.aug_gen}),
+            "rng": capture_rng(self._generators()),
             "position": dict(self.position),
             "config_hash": config_hash(self.run.config),
         }
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {f"augment.{i}": g for i, g in enumerate(self.aug_gens)}
 
     def save_checkpoint(self, path: str | Path) -> str:
         state = self._state()
@@ -228,7 +239,7 @@ class SupervisedTrainer:
         if "scaler" in state and self.scaler is not None and state["scaler"].get("enabled", True):
             self.scaler.load_state_dict(state["scaler"])
         if "rng" in state:
-            restore_rng(state["rng"], {"augment": self.aug_gen})
+            restore_rng(state["rng"], self._generators())
         self.position = dict(state.get("position", self.position))
         missing = [p for p in ("optimizer", "scheduler", "scaler", "rng") if p not in state]
         return missing
