@@ -16,9 +16,9 @@ from typing import Any
 from nora.agent.agent import Agent
 from nora.agent.outcomes import observes
 from nora.config.schema import ConfigChange, RunConfig
-from nora.fingerprint import fingerprint
+from nora.fingerprint import fingerprint, tensor_hashes
 from nora.knobs import Knobs
-from nora.records import JsonlWriter
+from nora.records import JsonlWriter, write_json
 from nora.violations import VIOLATIONS, get_violation
 
 EVENTS = ("startup", "step", "eval", "checkpoint")
@@ -173,7 +173,13 @@ class Run:
         self.last_checkpoint = path
         self.checkpoints[str(path.relative_to(self.run_dir))] = sha256
 
-    def on_checkpoint(self, path: Path, sha256: str, saved: Any = None) -> None:
-        """``saved`` is what was written (its top-level parts), for the audit."""
+    def on_checkpoint(self, path: Path, sha256: str, saved: Any = None,
+                      state: dict[str, Any] | None = None) -> None:
+        """``saved`` is what was written (its top-level parts), for the audit; ``state`` the
+        flat tensors, whose per-tensor hashes are kept for every checkpoint step."""
         self.note_checkpoint(path, sha256)
+        if state is not None:
+            write_json(self.run_dir / "state" / f"tensors_step{self.step}.json",
+                       {"step": self.step, "checkpoint": path.name,
+                        "hashes": tensor_hashes(state)})
         self.emit("checkpoint", {"path": path, "saved": saved})

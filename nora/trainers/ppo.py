@@ -163,7 +163,7 @@ class PPOTrainer:
     def _checkpoint(self, name: str) -> None:
         path = self.run.run_dir / "checkpoints" / name
         sha = self.save_checkpoint(path)
-        self.run.on_checkpoint(path, sha, self.saved_parts)
+        self.run.on_checkpoint(path, sha, self.saved_parts, self.final_state())
 
     def load(self, path: str | Path) -> list[str]:
         state = load_checkpoint(path, map_location="cpu")

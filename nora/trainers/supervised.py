@@ -157,7 +157,7 @@ class SupervisedTrainer:
     def _checkpoint(self, name: str) -> None:
         path = self.ckpt_dir / name
         sha = self.save_checkpoint(path)
-        self.run.on_checkpoint(path, sha, self.saved_parts)
+        self.run.on_checkpoint(path, sha, self.saved_parts, self.final_state())
 
     # --- evaluation ----------------------------------------------------------------
     def _eval_logits(self) -> torch.Tensor:
