@@ -1,7 +1,9 @@
 """Content hashes of tensors, arrays and nested state, from raw bytes plus dtype and shape.
 
 No serialization round-trip: two objects with the same values, dtypes and shapes hash the
-same in any process, and anything else hashes differently.
+same in any process, and anything else hashes differently. Only dense (strided) tensors with
+plain dtypes are hashed; a tensor whose bytes are not its values (sparse, quantized, nested,
+MKL-DNN, meta) or an array of Python objects raises TypeError instead of a wrong hash.
 """
 from __future__ import annotations
 
@@ -13,16 +15,47 @@ import torch
 import xxhash
 
 
+_SPARSE = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr,
+           torch.sparse_bsc)
+
+
+def _check_tensor(t: torch.Tensor) -> None:
+    """TypeError naming the layout / dtype / device of a tensor whose bytes are not its values."""
+    if t.layout in _SPARSE:
+        raise TypeError(f"fingerprint: cannot hash a sparse tensor (layout {t.layout}); "
+                        "hash t.to_dense(), or its indices and values, instead")
+    if t.is_quantized:
+        raise TypeError(f"fingerprint: cannot hash a quantized tensor (dtype {t.dtype}): its "
+                        "stored integers mean nothing without scale and zero point; hash "
+                        "t.dequantize(), or t.int_repr() with its quantization parameters")
+    if t.is_nested:
+        raise TypeError(f"fingerprint: cannot hash a nested tensor (layout {t.layout}); "
+                        "hash t.unbind() (its components) instead")
+    if t.layout != torch.strided:
+        raise TypeError(f"fingerprint: cannot hash a tensor with layout {t.layout}; only "
+                        "dense (torch.strided) tensors are supported, e.g. hash t.to_dense()")
+    if t.device.type == "meta":
+        raise TypeError(f"fingerprint: cannot hash a meta tensor (shape {tuple(t.shape)}, "
+                        f"dtype {t.dtype}): it has no data")
+
+
 def _update(h: "xxhash.xxh3_128", obj: Any) -> None:
     if isinstance(obj, torch.Tensor):
+        _check_tensor(obj)
         t = obj.detach()
         if t.device.type != "cpu":
             t = t.cpu()
-        t = t.contiguous()
+        t = t.resolve_conj().resolve_neg().contiguous()     # lazy conjugate / negative views
         h.update(f"T|{t.dtype}|{tuple(t.shape)}|".encode())
         if t.numel():
-            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            flat = t.reshape(-1)
+            if flat.stride(0) != 1:     # one element with another stride counts as contiguous
+                flat = flat.clone(memory_format=torch.contiguous_format)
+            h.update(memoryview(flat.view(torch.uint8).numpy()))
     elif isinstance(obj, np.ndarray):
+        if obj.dtype.hasobject:
+            raise TypeError(f"fingerprint: cannot hash a numpy array of dtype {obj.dtype} "
+                            "(it holds references to Python objects, not values)")
         a = np.ascontiguousarray(obj)
         h.update(f"A|{a.dtype.str}|{a.shape}|".encode())
         h.update(memoryview(a).cast("B"))

@@ -10,10 +10,12 @@ import importlib
 from typing import Any
 
 from nora.analysis.compare import MISSING, Comparison, assert_identical, compare
+from nora.analysis.environment import EnvironmentReport, check_environment
 from nora.analysis.isolation import ReplicaError, check_reproducible, warm_up
 
-__all__ = ["MISSING", "Comparison", "ReplicaError", "SeedStats", "assert_identical",
-           "check_reproducible", "compare", "interquartile_mean", "seed_stats", "warm_up"]
+__all__ = ["MISSING", "Comparison", "EnvironmentReport", "ReplicaError", "SeedStats",
+           "assert_identical", "check_environment", "check_reproducible", "compare",
+           "interquartile_mean", "seed_stats", "warm_up"]
 
 _LAZY = {"SeedStats": "stats", "interquartile_mean": "stats", "seed_stats": "stats"}
 

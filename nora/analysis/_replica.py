@@ -89,6 +89,7 @@ def _child(job: dict[str, Any]) -> None:
         os.environ.update(env)
         import torch
         torch.set_num_threads(job["threads"])
+        torch.backends.cudnn.benchmark = job.get("cudnn_benchmark", False)
         if "numpy.random" in sys.modules:
             sys.modules["numpy.random"].seed()   # fresh global state, as in a new interpreter
         fn = _resolve(job["module"], job["qualname"], job["file"])

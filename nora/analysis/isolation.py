@@ -11,10 +11,11 @@ it: it starts from the template's clean state and its own hash secret, for milli
 replica by reference (module and qualified name, plus ``sys.path``), its arguments with
 pickle. It returns tensors, arrays, a (nested) state dict or a module; replicas send that back
 as plain data (``torch.save`` / ``weights_only`` load), compared with ``nora.compare``.
-A replica gets the caller's working directory, environment, ``sys.path`` and torch thread
-count; ``random`` and numpy's global RNG are reseeded from the OS as in a new interpreter; its
-output is kept and shown when it fails. The default hash seeds are fixed, so a verdict is
-itself reproducible; two seeds can give one set order by chance, and ``runs=3`` lowers that.
+A replica gets the caller's working directory, environment, ``sys.path``, torch thread
+count and ``cudnn.benchmark``; ``random`` and numpy's global RNG are reseeded from the OS as
+in a new interpreter; its output is kept and shown when it fails. The default hash seeds are
+fixed, so a verdict is itself reproducible; two seeds can give one set order by chance, and
+``runs=3`` lowers that.
 """
 from __future__ import annotations
 
@@ -96,6 +97,21 @@ def check_reproducible(fn: Callable[..., Any], *, seed: int | None, runs: int = 
     return _combine(results, labels, isolation)
 
 
+def run_once(fn: Callable[..., Any], seed: Any, *, isolation: str, label: str,
+             args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+             hash_seed: int | None = None, timeout: float = 120.0) -> Any:
+    """One run of ``fn`` under the caller's torch settings, as the plain data that is compared.
+
+    For other checks that rerun ``fn`` (``nora.analysis.environment``); ``hash_seed`` picks the
+    template of a process run (default: the first of the fixed hash seeds).
+    """
+    kwargs = dict(kwargs or {})
+    if isolation == "inprocess":
+        return _call_here(fn, seed, args, kwargs, label)
+    h = default_hash_seeds(1)[0] if hash_seed is None else hash_seed
+    return _run_processes(fn, seed, args, kwargs, [h], [label], timeout, False)[0]
+
+
 def _call_here(fn: Callable[..., Any], seed: Any, args: Sequence[Any], kwargs: dict[str, Any],
                label: str) -> Any:
     try:
@@ -143,7 +159,8 @@ def _run_processes(fn: Callable[..., Any], seed: Any, args: Sequence[Any],
                             f"pickled for a fresh interpreter: {exc}") from exc
         base = {"module": module, "qualname": qualname, "file": file, "payload": payload,
                 "cwd": os.getcwd(), "sys_path": list(sys.path), "env": dict(os.environ),
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(),
+                "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
         templates = POOL.get(hash_seeds)
         ready_by = time.monotonic() + max(timeout, START_LIMIT)
         running: list[tuple[int, Template, int, float]] = []
