@@ -1,4 +1,6 @@
-"""Every mode x regime x violation case ends with the outcome the design's table promises."""
+"""The outcome table and the agent's policy details. The 72 cases themselves run as one
+parametrized experiment (experiments/test_matrix.py, through the plugin's fixtures); here
+they run once through the library alone with ``-m slow``."""
 from __future__ import annotations
 
 import itertools
@@ -13,10 +15,19 @@ CASES = list(itertools.product(group_choices("modes"), group_choices("regime"),
                                list(nora.VIOLATIONS)))
 
 
-def test_the_matrix_has_72_cases():
+def test_the_matrix_has_72_cases_and_the_table_follows_the_design():
     assert len(CASES) == 72
+    table = {c: nora.expected_outcome(*c) for c in CASES}
+    assert {table[(m, r, "none")] for m, r, _ in CASES} == {"clean"}
+    assert {o for (m, _, v), o in table.items() if m == "pipeline" and v != "none"} == \
+        {"undetected"}
+    assert table[("agentic", "strict", "amp_nan")] == "halted"
+    assert table[("agentic", "balanced", "missing_seed")] == "undetected"
+    assert table[("norm_aware", "exploratory", "aug_leak")] == "logged"
+    assert table[("norm_aware", "balanced", "eval_mode_bug")] == "fixed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, regime, violation", CASES,
                          ids=["-".join(c) for c in CASES])
 def test_outcome_matches_table(run_case, mode, regime, violation):

@@ -21,7 +21,8 @@ class UntrackedConfigChange(BaseViolation):
         """The injection proper: someone edits the learning rate by hand at one step."""
         if not run.knobs.extra.get("untracked_lr_edit"):
             return
-        if step == max(1, int(run.total_steps * run.config.violation.at_fraction)):
+        at = max(1, int(run.total_steps * run.config.violation.at_fraction))
+        if step == min(at, max(run.total_steps - 1, 0)):  # short runs still get the edit
             run.trainer.set_lr(run.trainer.base_lr * run.config.violation.lr_factor)
             run.injected_t = time.perf_counter()
 

@@ -1,0 +1,276 @@
+"""One test case as NORA sees it: what it trains (``CaseSpec``), what it recorded
+(``CaseState``), and the objects its fixtures hand out (``SeededTrainer``, ``Recorder``,
+``DDPGroup``). Records are plain dicts built by ``nora.session_report.case_record``."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nora.pytest.options import AXES, NoraOptions
+
+MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides")
+_GROUP = {"mode": "modes", "regime": "regime", "violation": "violation", "trainer": "trainer"}
+
+
+def case_name(nodeid: str) -> str:
+    """A directory name for a test id: ``experiments.test_x.test_y.norm_aware-strict-none``."""
+    path, _, rest = nodeid.partition("::")
+    name = f"{path.removesuffix('.py').replace('/', '.')}.{rest.replace('::', '.')}"
+    name = re.sub(r"[^A-Za-z0-9._=+-]", "_", name.replace("[", ".").replace("]", ""))
+    if len(name) > 120:
+        name = f"{name[:110]}-{zlib.crc32(nodeid.encode()):08x}"
+    return name
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+@functools.lru_cache(maxsize=1)
+def config_defaults() -> dict[str, str]:
+    """The preset each group falls back to (``nora/conf/config.yaml``), for cases that fix
+    no mode, regime or violation: they are still marked with what they run."""
+    from nora.config.compose import compose_dict
+
+    data = compose_dict([])
+    return {"mode": data["mode"]["name"], "regime": data["regime"]["name"],
+            "violation": data["violation"]["name"], "trainer": data["trainer"]["name"]}
+
+
+def marker_values(marker: pytest.Mark | None, axis: str) -> list[str] | None:
+    """The value(s) a ``nora(...)`` marker fixes for one axis, or None."""
+    if marker is None or marker.kwargs.get(axis) is None:
+        return None
+    return [str(v) for v in _as_list(marker.kwargs[axis])]
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """What one collected case trains: from its parameters, its marker and the options."""
+
+    test_id: str
+    case: str
+    trainer: str
+    mode: str
+    regime: str
+    violation: str
+    seeds: tuple[int, ...] | None
+    overrides: tuple[str, ...]
+
+    @classmethod
+    def from_item(cls, item: pytest.Item, options: NoraOptions) -> CaseSpec:
+        """Raises ValueError (with the marker and the choices in the message) on a bad marker."""
+        from nora.config.compose import group_choices
+
+        marker = item.get_closest_marker("nora")
+        kwargs = dict(marker.kwargs) if marker else {}
+        unknown = sorted(set(kwargs) - set(MARKER_KEYS))
+        if unknown or (marker and marker.args):
+            raise ValueError(f"@pytest.mark.nora: unknown argument(s) "
+                             f"{unknown or list(marker.args)}; valid: {', '.join(MARKER_KEYS)}")
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        values: dict[str, str | None] = {}
+        for axis in ("trainer", *AXES):
+            fixed = params.get(axis) if axis in AXES else None
+            given = marker_values(marker, axis)
+            value = fixed if fixed is not None else (given[0] if given else None)
+            if given and len(given) > 1 and fixed is None:
+                raise ValueError(f"@pytest.mark.nora({axis}={given!r}): a list only works "
+                                 f"for a test that takes the `{axis}` fixture")
+            if value is not None and value not in group_choices(_GROUP[axis]):
+                raise ValueError(f"@pytest.mark.nora({axis}={value!r}): not a known {axis}; "
+                                 f"choices: {', '.join(group_choices(_GROUP[axis]))}")
+            values[axis] = value if value is not None else config_defaults()[axis]
+        seeds = kwargs.get("seeds")
+        if seeds is not None:
+            seeds = _as_list(seeds)
+            if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+                raise ValueError(f"@pytest.mark.nora(seeds={seeds!r}): expected a non-empty "
+                                 "list of non-negative integers")
+        overrides = tuple(str(o) for o in _as_list(kwargs.get("overrides") or []))
+        return cls(test_id=item.nodeid, case=case_name(item.nodeid),
+                   trainer=values["trainer"], mode=values["mode"],
+                   regime=values["regime"], violation=values["violation"],
+                   seeds=tuple(seeds) if seeds is not None else options.seeds,
+                   overrides=overrides)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trainer": self.trainer, "mode": self.mode, "regime": self.regime,
+                "violation": self.violation}
+
+
+def plain(value: Any) -> Any:
+    """A JSON-able copy of a user metric (tensor and numpy scalars become numbers)."""
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@dataclass
+class CaseState:
+    """What a case recorded so far; flushed into its teardown report as plain dicts."""
+
+    spec: CaseSpec
+    worker: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: int = 0
+    test_outcome: str | None = None
+
+    def flush(self) -> list[dict[str, Any]]:
+        """Every record of the case, with its user metrics, verdicts and test outcome."""
+        records = self.records
+        if not records and (self.metrics or self.verdicts):
+            from nora.session_report import case_record
+
+            records = [case_record(None, test_id=self.spec.test_id, case=self.spec.case,
+                                   worker=self.worker, spec=self.spec.as_dict())]
+        out = []
+        for rec in records:
+            rec = dict(rec)
+            verdicts = {**rec.get("verdicts", {}), **self.verdicts}
+            rec.update(metrics={**rec.get("metrics", {}), **self.metrics}, verdicts=verdicts,
+                       verdicts_passed=(all(v["passed"] for v in verdicts.values())
+                                        if verdicts else None),
+                       test_outcome=self.test_outcome)
+            out.append(json.loads(json.dumps(rec, default=str)))   # plain data, for xdist
+        self.records = []
+        return out
+
+
+@functools.lru_cache(maxsize=512)
+def _load(overrides: tuple[str, ...]) -> Any:
+    from nora import load_config
+
+    return load_config(list(overrides))
+
+
+class SeededTrainer:
+    """Trains the case's config, seeded, into the session's run directories.
+
+    ``fit()`` runs the first seed (raising ``NormViolationError`` on a halt, as
+    ``nora.train`` does); ``fit(seed=s)`` any seed; ``fit_all()`` every seed of the case and
+    returns halted runs' results instead of raising. Every run becomes one report row.
+    """
+
+    def __init__(self, spec: CaseSpec, state: CaseState, *, runs_dir: Path, device: str,
+                 overrides: Sequence[str], node: pytest.Item) -> None:
+        self.spec, self.trainer, self._state = spec, spec.trainer, state
+        self._runs_dir, self._device, self._node = runs_dir, device, node
+        self._overrides = tuple(overrides)
+        self.seeds: list[int | None] = list(spec.seeds) if spec.seeds else [self.config_for().seed]
+
+    @property
+    def config(self) -> Any:
+        """The case's ``RunConfig`` for its first seed."""
+        return self.config_for()
+
+    def config_for(self, seed: int | None = None, overrides: Sequence[str] = ()) -> Any:
+        s = self.spec
+        ovs = [f"trainer={s.trainer}"]
+        ovs += [f"{_GROUP[a]}={getattr(s, a)}" for a in AXES]
+        if seed is None and s.seeds:
+            seed = s.seeds[0]
+        if seed is not None:
+            ovs.append(f"seed={seed}")
+        ovs += [f"device={self._device}", *self._overrides, *s.overrides, *overrides]
+        return _load(tuple(ovs))
+
+    def _run_dir(self, seed: int | None) -> Path:
+        base = self._runs_dir / self.spec.case / (f"s{seed}" if seed is not None else "unseeded")
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path
+
+    def fit(self, seed: int | None = None, *, overrides: Sequence[str] = ()) -> Any:
+        """One run; its record joins the case whatever happens (done, halted, crashed)."""
+        import nora
+        from nora.session_report import case_record
+
+        config = self.config_for(seed, overrides)   # None: the case's first seed
+        run_dir = self._run_dir(config.seed)
+        error, t0 = None, time.perf_counter()
+        try:
+            return nora.train(config, run_dir=run_dir)
+        except nora.NormViolationError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            st = self._state
+            rec = case_record(run_dir, test_id=self.spec.test_id, case=self.spec.case,
+                              run=st.runs, seed=config.seed, worker=st.worker, error=error,
+                              duration_sec=round(time.perf_counter() - t0, 4),
+                              spec=self.spec.as_dict(), relative_to=self._runs_dir.parent)
+            st.records.append(rec)
+            prefix = "nora." if st.runs == 0 else f"nora.run{st.runs}."
+            for key in ("seed", "outcome", "expected_outcome", "fingerprint", "decisions",
+                        "detection_rate_pct", "time_to_detection_sec", "duration_sec"):
+                self._node.user_properties.append((prefix + key, rec[key]))
+            st.runs += 1
+
+    def fit_all(self, *, overrides: Sequence[str] = ()) -> list[Any]:
+        """Every seed of the case; a halted run's result is returned, not raised."""
+        import nora
+
+        results = []
+        for seed in (self.spec.seeds or [None]):   # None: the config's own seed
+            try:
+                results.append(self.fit(seed, overrides=overrides))
+            except nora.NormViolationError as exc:
+                results.append(exc.result)
+        return results
+
+
+class Recorder:
+    """``nora_record(name, value)`` adds a user metric to the case's rows;
+    ``nora_record.verdict(name, passed, detail)`` a verdict the gate checks."""
+
+    def __init__(self, state: CaseState, node: pytest.Item) -> None:
+        self._state, self._node = state, node
+
+    def __call__(self, name: str, value: Any) -> None:
+        value = plain(value)
+        self._state.metrics[str(name)] = value
+        self._node.user_properties.append((f"nora.metric.{name}", value))
+
+    def verdict(self, name: str, passed: bool, detail: str = "") -> None:
+        self._state.verdicts[str(name)] = {"passed": bool(passed), "detail": str(detail)}
+        self._node.user_properties.append((f"nora.verdict.{name}",
+                                           "pass" if passed else "fail"))
+
+
+class DDPGroup:
+    """``ddp_group.run(fn, world_size=N)``: ``fn(rank, world_size, *args)`` on N ranks,
+    through ``nora.ddp.run_group`` on this worker's own port range."""
+
+    def __init__(self, ports: range, *, world_size: int = 2, backend: str = "auto",
+                 timeout_s: float = 60.0) -> None:
+        self.ports, self.world_size = ports, world_size
+        self.backend, self.timeout_s = backend, timeout_s
+
+    def run(self, fn: Callable[..., Any], world_size: int | None = None, *,
+            args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+            backend: str | None = None, timeout_s: float | None = None) -> list[Any]:
+        from nora.ddp import run_group
+
+        return run_group(fn, world_size or self.world_size, backend=backend or self.backend,
+                         timeout_s=timeout_s or self.timeout_s, args=args, kwargs=kwargs,
+                         ports=self.ports)
