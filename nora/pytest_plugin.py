@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nora.pytest.case import CaseSpec, CaseState, DDPGroup, Recorder, SeededTrainer
+from nora.pytest.case import CaseSpec, CaseState, DDPGroup, GoldenCheck, Recorder, SeededTrainer
 from nora.pytest.case import marker_values
 from nora.pytest.options import AXES, NoraOptions, add_options
 from nora.pytest.reporter import REPORT_ATTR, NoraReporter
@@ -221,8 +221,11 @@ def seeded_trainer(request: pytest.FixtureRequest, nora_overrides: list[str],
         pytest.skip(f"violation {spec.violation!r} does not apply to trainer {spec.trainer!r}")
     info = request.config.stash[WORKER_KEY]
     try:
+        options = request.config.stash[OPTIONS_KEY]
+        golden = GoldenCheck(options.golden_dir, options.update_golden) if spec.golden else None
         return SeededTrainer(spec, state, runs_dir=info.session_dir / "runs",
-                             device=str(device), overrides=nora_overrides, node=request.node)
+                             device=str(device), overrides=nora_overrides, node=request.node,
+                             golden=golden)
     except ConfigError as exc:
         pytest.fail(f"{spec.test_id}: invalid NORA case config: {exc}", pytrace=False)
 

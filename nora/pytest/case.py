@@ -17,7 +17,8 @@ import pytest
 
 from nora.pytest.options import AXES, NoraOptions
 
-MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides")
+MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides", "golden",
+               "max_ci_width", "metric")
 _GROUP = {"mode": "modes", "regime": "regime", "violation": "violation", "trainer": "trainer"}
 
 
@@ -65,6 +66,9 @@ class CaseSpec:
     violation: str
     seeds: tuple[int, ...] | None
     overrides: tuple[str, ...]
+    golden: bool = False
+    max_ci_width: float | None = None
+    metric: str | None = None
 
     @classmethod
     def from_item(cls, item: pytest.Item, options: NoraOptions) -> CaseSpec:
@@ -98,11 +102,16 @@ class CaseSpec:
                 raise ValueError(f"@pytest.mark.nora(seeds={seeds!r}): expected a non-empty "
                                  "list of non-negative integers")
         overrides = tuple(str(o) for o in _as_list(kwargs.get("overrides") or []))
+        width = kwargs.get("max_ci_width")
+        if width is not None and not (isinstance(width, (int, float)) and width > 0):
+            raise ValueError(f"@pytest.mark.nora(max_ci_width={width!r}): expected a "
+                             "positive number (the widest 95% CI of the metric across seeds)")
         return cls(test_id=item.nodeid, case=case_name(item.nodeid),
                    trainer=values["trainer"], mode=values["mode"],
                    regime=values["regime"], violation=values["violation"],
                    seeds=tuple(seeds) if seeds is not None else options.seeds,
-                   overrides=overrides)
+                   overrides=overrides, golden=bool(kwargs.get("golden", False)),
+                   max_ci_width=width, metric=kwargs.get("metric"))
 
     def as_dict(self) -> dict[str, Any]:
         return {"trainer": self.trainer, "mode": self.mode, "regime": self.regime,
@@ -168,8 +177,10 @@ class SeededTrainer:
     """
 
     def __init__(self, spec: CaseSpec, state: CaseState, *, runs_dir: Path, device: str,
-                 overrides: Sequence[str], node: pytest.Item) -> None:
+                 overrides: Sequence[str], node: pytest.Item,
+                 golden: GoldenCheck | None = None) -> None:
         self.spec, self.trainer, self._state = spec, spec.trainer, state
+        self._golden = golden
         self._runs_dir, self._device, self._node = runs_dir, device, node
         self._overrides = tuple(overrides)
         self.seeds: list[int | None] = list(spec.seeds) if spec.seeds else [self.config_for().seed]
@@ -219,6 +230,8 @@ class SeededTrainer:
                               run=st.runs, seed=config.seed, worker=st.worker, error=error,
                               duration_sec=round(time.perf_counter() - t0, 4),
                               spec=self.spec.as_dict(), relative_to=self._runs_dir.parent)
+            if self._golden is not None and rec["status"] == "done":
+                self._golden(self._node, config.seed, run_dir, st)
             st.records.append(rec)
             prefix = "nora." if st.runs == 0 else f"nora.run{st.runs}."
             for key in ("seed", "outcome", "expected_outcome", "fingerprint", "decisions",
@@ -236,7 +249,58 @@ class SeededTrainer:
                 results.append(self.fit(seed, overrides=overrides))
             except nora.NormViolationError as exc:
                 results.append(exc.result)
+        if len(results) > 1:
+            record_seed_stats(self.spec, self._state, results)
         return results
+
+
+def record_seed_stats(spec: CaseSpec, state: CaseState, results: Sequence[Any]) -> None:
+    """Mean, std, IQM and a 95% bootstrap CI of the case's metric across its seeds; with
+    ``max_ci_width`` a verdict the gate checks."""
+    from nora.analysis import seed_stats
+
+    metric = spec.metric or ("accuracy" if spec.trainer == "supervised" else "greedy_return")
+    values = [r.metrics[metric] for r in results if r.status == "done" and metric in r.metrics]
+    if len(values) < 2:
+        return
+    stats = seed_stats(values)
+    for key in ("mean", "std", "iqm", "ci_low", "ci_high"):
+        state.metrics[f"{metric}_{key}"] = getattr(stats, key)
+    state.metrics[f"{metric}_ci_width"] = stats.ci_width
+    if spec.max_ci_width is not None:
+        ok = stats.within(spec.max_ci_width)
+        state.verdicts["seed_spread"] = {
+            "passed": ok, "detail": f"95% CI width of {metric} across {len(values)} seeds "
+            f"{stats.ci_width:.4g} {'<=' if ok else '>'} max_ci_width {spec.max_ci_width}"}
+
+
+class GoldenCheck:
+    """Per run of a ``nora(golden=True)`` case: compare with, or record, its baseline."""
+
+    def __init__(self, root: Path, update: bool) -> None:
+        from nora.golden import GoldenStore
+
+        self.store, self.update = GoldenStore(root), update
+
+    def __call__(self, node: pytest.Item, seed: int | None, run_dir: Path,
+                 state: CaseState) -> None:
+        from nora.golden import platform_key
+        from nora.records import read_json
+
+        env = read_json(run_dir / "manifest.json")["env"]
+        platform = platform_key(env["device"], env["torch_threads"])
+        experiment = f"{node.path.stem}.{getattr(node, 'originalname', node.name)}"
+        callspec = getattr(node, "callspec", None)
+        case = f"{callspec.id if callspec else 'default'}/seed={seed}"
+        if self.update:
+            path = self.store.update(experiment, case, platform, run_dir)
+            state.metrics.setdefault("golden", {})[case] = f"recorded in {path.name}"
+            return
+        verdict = self.store.check(experiment, case, platform, run_dir)
+        state.metrics.setdefault("golden", {})[case] = verdict.status
+        if verdict.status != "missing":   # a missing baseline is reported, not failed
+            state.verdicts[f"golden[{case}]"] = {"passed": verdict.passed,
+                                                 "detail": verdict.report()}
 
 
 class Recorder:

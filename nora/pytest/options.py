@@ -38,6 +38,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="rewrite golden files instead of comparing against them")
     parser.addini("nora_overrides", type="args", default=[],
                   help="config overrides (key=value) applied to every NORA case")
+    parser.addini("nora_golden_dir", default="golden",
+                  help="where golden baselines live, relative to the rootdir (default: golden)")
 
 
 def _choices(group: str) -> list[str]:
@@ -82,6 +84,7 @@ class NoraOptions:
     gate: bool
     update_golden: bool
     overrides: tuple[str, ...]
+    golden_dir: Path = Path("golden")
 
     def choices(self, axis: str) -> tuple[str, ...]:
         return {"mode": self.modes, "regime": self.regimes, "violation": self.violations}[axis]
@@ -112,4 +115,5 @@ class NoraOptions:
         return cls(modes=names["mode"], regimes=names["regime"],
                    violations=names["violation"], seeds=parse_seeds(opt("nora_seeds")),
                    device=device, report_root=root, gate=bool(opt("nora_gate")),
-                   update_golden=bool(opt("nora_update_golden")), overrides=overrides)
+                   update_golden=bool(opt("nora_update_golden")), overrides=overrides,
+                   golden_dir=config.rootpath / config.getini("nora_golden_dir"))

@@ -77,7 +77,16 @@ class NoraReporter:
         from nora.session_report import terminal_text
 
         tr.write_sep("=", "NORA report")
-        tr.write_line(terminal_text(self.report, list(self.records.values())))
+        records = list(self.records.values())
+        tr.write_line(terminal_text(self.report, records))
+        missing = sorted({f"{r['test_id']} [{case}]" for r in records
+                          for case, status in (r.get("metrics") or {}).get("golden", {}).items()
+                          if status == "missing"})
+        if missing:
+            tr.write_line(f"golden: {len(missing)} baseline(s) missing for this platform "
+                          f"(record them with --nora-update-golden):", yellow=True)
+            for name in missing[:10]:
+                tr.write_line(f"  {name}")
         failures = self.report.failures
         if not failures:
             if self.options.gate:
