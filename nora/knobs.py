@@ -26,7 +26,6 @@ class Knobs:
     static_loss_scale: float | None = None
     eval_mode: bool = True
     eval_augment: bool = False
-    eval_obs_noise: float = 0.0
     checkpoint_parts: tuple[str, ...] = FULL_STATE
     lr: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -41,10 +41,6 @@ class RunResult:
     false_positives: int
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
 
-    @property
-    def ok(self) -> bool:
-        return self.outcome == self.expected_outcome
-
 
 def needs_group(config: RunConfig) -> bool:
     import torch.distributed as dist
