@@ -52,3 +52,8 @@ def test_bad_input_names_key_value_and_choices(override, needles):
 def test_null_seed_and_trainer_switch():
     c = nora.load_config(["seed=null", "trainer=ppo"])
     assert c.seed is None and c.trainer.name == "ppo" and c.train.batch_size == 256
+
+
+def test_ppo_does_not_silently_run_unsynchronised_ranks():
+    with pytest.raises(nora.ConfigError, match="ddp.world_size=2 with trainer='ppo'"):
+        nora.load_config(["trainer=ppo", "ddp.world_size=2"])

@@ -101,6 +101,9 @@ def validate(data: Mapping[str, Any]) -> RunConfig:
 
     applicable = [n for n, v in VIOLATIONS.items()
                   if n == "none" or config.trainer.name in v.applies_to]
+    if config.trainer.name == "ppo" and config.ddp.world_size > 1:
+        raise ConfigError(f"ddp.world_size={config.ddp.world_size} with trainer='ppo': DDP "
+                          "runs the supervised trainer only; valid choices for ppo: 1")
     if config.violation.name not in applicable:
         raise ConfigError(f"violation={config.violation.name!r} does not apply to "
                           f"trainer={config.trainer.name!r}; valid choices for it: "
