@@ -282,6 +282,12 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
                             f"after {time.monotonic() - t0:.1f} s without returning; the other "
                             "ranks were killed.", ranks=[rank], pids=pids)
                     if msg[0] == "error":
+                        dead = _silently_dead(procs, conns, exclude=rank)
+                        if dead is not None:   # the root cause; this rank only lost its peer
+                            raise GroupError(
+                                f"{what}: rank {dead} died ({_exit_text(procs[dead].exitcode)})"
+                                f" after {time.monotonic() - t0:.1f} s without returning; rank "
+                                f"{rank} then failed:\n{msg[1]}", ranks=[dead], pids=pids)
                         raise GroupError(f"{what}: rank {rank} raised:\n{msg[1]}",
                                          ranks=[rank], pids=pids)
                     results[rank] = msg[1]
@@ -290,6 +296,20 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
             for c in conns:
                 c.close()
             _reap(procs, wait_s=5.0 if len(results) == world_size else 0.0)
+
+
+def _silently_dead(procs: Sequence[Any], conns: Sequence[Connection], *, exclude: int,
+                   grace_s: float = 1.0) -> int | None:
+    """A rank that exited abnormally without a message: when one rank raises because its
+    peer vanished (gloo: connection reset), the vanished peer is the one to name."""
+    deadline = time.monotonic() + grace_s
+    for r, p in enumerate(procs):
+        if r == exclude:
+            continue
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode not in (None, 0) and _receive(conns[r]) is None:
+            return r
+    return None
 
 
 def _receive(conn: Connection) -> tuple[str, Any] | None:

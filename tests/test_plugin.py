@@ -138,7 +138,11 @@ def test_report_files_columns_and_junitxml(pytester):
     for name in ("summary.json", "results.csv", "agent_decisions.jsonl", "report.md"):
         assert (session / name).is_file()
     df = _results(pytester)
-    assert list(df.columns) == RESULT_COLUMNS + ["metric.accuracy"]
+    stats = [f"metric.accuracy_{k}" for k in ("mean", "std", "iqm", "ci_low", "ci_high",
+                                               "ci_width")]
+    columns = list(df.columns)
+    assert columns[:len(RESULT_COLUMNS)] == RESULT_COLUMNS
+    assert set(columns[len(RESULT_COLUMNS):]) == {"metric.accuracy", *stats}  # 2 seeds: stats
     assert sorted(df["seed"]) == [5, 5, 6, 6] and set(df["outcome"]) == {"clean", "halted"}
     assert (df["test_outcome"] == "passed").all() and (df["metric.accuracy"] == 0.5).all()
     for run_dir in df["run_dir"]:
