@@ -86,7 +86,7 @@ def bench_isolation(reps: int, runs: int) -> None:
 
 
 def bench_fingerprint(reps: int, mb: int) -> None:
-    from nora.fingerprint import fingerprint, tensor_hashes
+    from nora.hashing import fingerprint, tensor_hashes
 
     numel = 1 << 20                                            # 4 MiB float32 tensors
     g = torch.Generator().manual_seed(0)

@@ -1,23 +1,41 @@
 """NORA: is this training run reproducible? Seeded trainers, injected violations, a
-norm-enforcement agent, and records that CI can gate on."""
+norm-enforcement agent, and records that CI can gate on.
+
+Names load on first use, so importing the pytest plugin (or ``nora.errors``) does not pay
+for torch until a run needs it.
+"""
 from __future__ import annotations
 
-from nora.agent.outcomes import expected_outcome
-from nora.analysis import (Comparison, assert_identical, check_environment,
-                           check_reproducible, compare)
-from nora.config import ConfigChange, RunConfig, load_config
+import importlib
+from typing import Any
+
 from nora.errors import CheckpointError, ConfigError, NoraError, NormViolationError
-from nora.fingerprint import fingerprint
-from nora.replay import replay
-from nora.runner import RunResult, train
-from nora.seeding import seed_everything
-from nora.violations import VIOLATIONS
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError", "Comparison", "ConfigChange", "ConfigError", "NoraError",
-    "NormViolationError", "RunConfig", "RunResult", "VIOLATIONS", "assert_identical",
-    "check_environment", "check_reproducible", "compare", "expected_outcome", "fingerprint", "load_config",
-    "replay", "seed_everything", "train",
-]
+_LAZY = {
+    "expected_outcome": "nora.agent.outcomes",
+    "Comparison": "nora.analysis", "assert_identical": "nora.analysis",
+    "check_environment": "nora.analysis", "check_reproducible": "nora.analysis",
+    "compare": "nora.analysis",
+    "ConfigChange": "nora.config", "RunConfig": "nora.config", "load_config": "nora.config",
+    "fingerprint": "nora.hashing",
+    "replay": "nora.replaying",
+    "RunResult": "nora.runner", "train": "nora.runner",
+    "seed_everything": "nora.seeding",
+    "VIOLATIONS": "nora.violations",
+}
+
+__all__ = ["CheckpointError", "ConfigError", "NoraError", "NormViolationError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nora' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -120,7 +120,7 @@ def _run_job(data: dict, multirun: bool) -> int:
 
 
 def cmd_replay(run_dir: str) -> int:
-    from nora.replay import replay
+    from nora.replaying import replay
 
     verdict = replay(run_dir, progress=True)
     print(f"[nora] {verdict.message}\n[nora] replay records: {verdict.replay_dir}")

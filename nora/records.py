@@ -9,12 +9,12 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 
 _VERSIONED = ("torch", "numpy", "pydantic", "hydra-core", "gymnasium", "scikit-learn", "nora")
 
@@ -26,7 +26,8 @@ def _default(obj: Any) -> Any:
         return sorted(obj)
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json")
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+    torch = sys.modules.get("torch")  # a tensor can only exist if torch is loaded
+    if torch is not None and isinstance(obj, torch.Tensor) and obj.numel() == 1:
         return obj.item()
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
@@ -94,6 +95,8 @@ def _git(*args: str) -> str | None:
 
 def environment(device: str) -> dict[str, Any]:
     """What outside the config decides the bits of a run: versions, threads, device, code."""
+    import torch
+
     versions = {}
     for name in _VERSIONED:
         try:

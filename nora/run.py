@@ -16,7 +16,7 @@ from typing import Any
 from nora.agent.agent import Agent
 from nora.agent.outcomes import observes
 from nora.config.schema import ConfigChange, RunConfig
-from nora.fingerprint import fingerprint, tensor_hashes
+from nora.hashing import fingerprint, tensor_hashes
 from nora.knobs import Knobs
 from nora.records import JsonlWriter, write_json
 from nora.violations import VIOLATIONS, get_violation

@@ -13,7 +13,7 @@ from nora.agent.outcomes import actual_outcome, expected_outcome
 from nora.config.schema import ConfigChange, RunConfig
 from nora.devices import resolve_device
 from nora.errors import NormViolationError
-from nora.fingerprint import fingerprint, tensor_hashes
+from nora.hashing import fingerprint, tensor_hashes
 from nora.knobs import Knobs
 from nora.records import environment, write_json
 from nora.run import Run

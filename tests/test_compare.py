@@ -13,7 +13,7 @@ import torch
 
 from nora.analysis.compare import MISSING, assert_identical, compare, main
 from nora.errors import NoraError
-from nora.fingerprint import fingerprint, tensor_hashes
+from nora.hashing import fingerprint, tensor_hashes
 
 MANIFEST: dict[str, Any] = {
     "config": {"seed": 7, "train": {"epochs": 1, "lr": 0.1}, "trainer": "supervised"},

@@ -25,7 +25,7 @@ def allreduce_rank(rank, world_size, offset=0):
 
 def ddp_step(rank, world_size):
     """One DDP step on a per-rank shard: gradients are synchronised, weights stay equal."""
-    from nora.fingerprint import fingerprint
+    from nora.hashing import fingerprint
 
     g = torch.Generator().manual_seed(0)
     model = torch.nn.Linear(4, 1)

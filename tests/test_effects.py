@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import nora
-from nora.replay import replay
+from nora.replaying import replay
 
 PIPE = ("modes=pipeline",)
 FIXED = ("modes=norm_aware", "regime=balanced")

@@ -14,7 +14,7 @@ import yaml
 
 from nora.config.schema import PPOConfig, TrainConfig
 from nora.errors import CheckpointError, ConfigError
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 from nora.trainers.ppo_engine import PPOLearner, capture_env, make_vec_env, restore_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +137,7 @@ def test_resume_in_a_fresh_process_equals_uninterrupted(tmp_path):
     script = f"""
 import torch
 from nora.config.schema import PPOConfig, TrainConfig
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 from nora.trainers.ppo_engine import PPOLearner
 torch.set_num_threads(1)
 lrn = PPOLearner(PPOConfig(**{ppo.model_dump()!r}), TrainConfig(**{train.model_dump()!r}),

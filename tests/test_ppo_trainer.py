@@ -9,7 +9,7 @@ import pytest
 
 import nora
 from nora.config import group_choices
-from nora.replay import replay
+from nora.replaying import replay
 
 PPO = ("trainer=ppo", "train.epochs=2", "trainer.num_steps=32", "trainer.eval_episodes=2",
        "train.eval_every=1")

@@ -4,7 +4,7 @@ import pytest
 
 import nora
 from nora.records import read_json
-from nora.replay import replay
+from nora.replaying import replay
 
 # a setting where the agent's plateau rule lowers the LR within five short epochs
 PLATEAU = ("train.lr_schedule=constant", "train.lr=0.05", "train.epochs=5",

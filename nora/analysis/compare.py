@@ -23,7 +23,7 @@ import torch
 from nora.analysis.rundir import (MISSING, THREADS_NOTE, compare_steps, diff_manifests,
                                   format_step_table, load_run, manifest_line, run_cause)
 from nora.errors import NoraError
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 
 __all__ = ["MISSING", "Comparison", "assert_identical", "compare", "main"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 
 
 def lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 
 SPLIT_SEED = 0  # the split is part of the dataset, not of the run
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from nora.checkpoint import load_checkpoint, save_checkpoint
 from nora.errors import CheckpointError
-from nora.fingerprint import fingerprint
+from nora.hashing import fingerprint
 from nora.seeding import torch_generator
 from nora.trainers.common import capture_rng, config_hash, flat_state, restore_rng
 from nora.trainers.ppo_engine import PPOLearner
