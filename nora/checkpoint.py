@@ -15,7 +15,8 @@ import torch
 
 from nora.errors import CheckpointError
 
-FULL_STATE = ("model", "optimizer", "scheduler", "scaler", "rng", "position", "config_hash")
+FULL_STATE = ("model", "optimizer", "scheduler", "scaler", "rng", "position", "agent",
+              "config_hash")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -169,6 +169,15 @@ class Run:
                                  {"eval_losses": losses[-patience - 1:]})
             self._plateau = losses[-1:]
 
+    def agent_state(self) -> dict[str, Any]:
+        """What the monitor and agent carry across steps, for checkpoints."""
+        return {"plateau": list(self._plateau),
+                "tracked_lr": float(self.tracked["train.lr"])}
+
+    def load_agent_state(self, state: dict[str, Any]) -> None:
+        self._plateau = [float(x) for x in state["plateau"]]
+        self.tracked["train.lr"] = float(state["tracked_lr"])
+
     def note_checkpoint(self, path: Path, sha256: str) -> None:
         self.last_checkpoint = path
         self.checkpoints[str(path.relative_to(self.run_dir))] = sha256

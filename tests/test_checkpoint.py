@@ -39,4 +39,4 @@ def test_missing_and_unverifiable(tmp_path):
 
 def test_audit_names_missing_parts():
     assert audit({"model": 1, "position": 2}) == ["optimizer", "scheduler", "scaler", "rng",
-                                                   "config_hash"]
+                                                   "agent", "config_hash"]

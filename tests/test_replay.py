@@ -42,3 +42,13 @@ def test_fixed_norm_aware_runs_replay(run_case, violation):
 def test_replay_of_missing_directory_is_a_config_error(tmp_path):
     with pytest.raises(nora.ConfigError, match="no manifest.json"):
         replay(tmp_path / "nope")
+
+
+def test_resumed_norm_aware_run_keeps_the_agents_memory(run_case):
+    full = run_case("modes=norm_aware", *PLATEAU)
+    assert full.changes, "the setting should make the agent lower the LR"
+    part = run_case("modes=norm_aware", *PLATEAU, "train.max_steps=10")
+    resumed = run_case("modes=norm_aware", *PLATEAU,
+                       f"resume_from={part.run_dir / 'checkpoints' / 'last.pt'}")
+    assert resumed.false_positives == 0 and resumed.outcome == "clean"
+    assert resumed.fingerprint == full.fingerprint

@@ -104,7 +104,7 @@ class PPOTrainer:
             bar.set_postfix(ret=f"{metrics['mean_return']:.1f}")
             run.step = i + 1
             done = i + 1 == self.total_steps
-            if (i + 1) % train.eval_every == 0 or done:
+            if (i + 1) % train.eval_every == 0 or i + 1 == train.epochs:  # not on interruption
                 self.evaluate()
             if done or (train.checkpoint_every and (i + 1) % train.checkpoint_every == 0):
                 self._checkpoint("last.pt")
@@ -152,6 +152,7 @@ class PPOTrainer:
             "scaler": sd["scaler"] or {"enabled": False},
             "rng": {**capture_rng({"eval_leak": self.eval_noise}), "learner": sd["generators"]},
             "position": {k: sd[k] for k in _POSITION},
+            "agent": self.run.agent_state(),
             "config_hash": config_hash(self.run.config),
         }
 
@@ -182,7 +183,9 @@ class PPOTrainer:
             sd["generators"] = state["rng"]["learner"]
             restore_rng(state["rng"], {"eval_leak": self.eval_noise})
         self.learner.load_state_dict(sd, strict=False)
-        return [p for p in ("optimizer", "scheduler", "scaler", "rng") if p not in state]
+        if "agent" in state:
+            self.run.load_agent_state(state["agent"])
+        return [p for p in ("optimizer", "scheduler", "scaler", "rng", "agent") if p not in state]
 
     def final_state(self) -> dict[str, torch.Tensor]:
         return flat_state(self.learner.model, self.learner.optimizer)

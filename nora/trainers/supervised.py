@@ -144,9 +144,12 @@ class SupervisedTrainer:
                 if step >= self.total_steps:
                     break
             run.step = step
-            if self.position["batch"] >= self.steps_per_epoch:
+            finished = self.position["batch"] >= self.steps_per_epoch
+            if finished:
                 self.position = {"epoch": epoch + 1, "batch": 0, "step": step}
-            if (epoch + 1) % cfg.eval_every == 0 or step >= self.total_steps:
+            # an interruption mid-epoch (train.max_steps) checkpoints without evaluating, so
+            # the agent sees the same evaluations as in the uninterrupted run
+            if finished and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                 self.evaluate()
             self._checkpoint("last.pt")
         bar.close()
@@ -211,6 +214,7 @@ class SupervisedTrainer:
             "scaler": self.scaler.state_dict() if self.scaler else {"enabled": False},
             "rng": capture_rng(self._generators()),
             "position": dict(self.position),
+            "agent": self.run.agent_state(),
             "config_hash": config_hash(self.run.config),
         }
 
@@ -241,7 +245,10 @@ class SupervisedTrainer:
         if "rng" in state:
             restore_rng(state["rng"], self._generators())
         self.position = dict(state.get("position", self.position))
-        missing = [p for p in ("optimizer", "scheduler", "scaler", "rng") if p not in state]
+        if "agent" in state:
+            self.run.load_agent_state(state["agent"])
+        missing = [p for p in ("optimizer", "scheduler", "scaler", "rng", "agent")
+                   if p not in state]
         return missing
 
     def final_state(self) -> dict[str, torch.Tensor]:
