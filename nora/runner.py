@@ -142,7 +142,6 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
-    set_determinism(config.repro.deterministic, cudnn_benchmark=config.repro.cudnn_benchmark)
     run = Run(config, run_dir)
     started = datetime.now().isoformat(timespec="seconds")
     env = environment(str(device))

@@ -22,11 +22,6 @@ def torch_generator(seed: int, *names: object, device: str = "cpu") -> torch.Gen
     return g
 
 
-def numpy_generator(seed: int, *names: object) -> np.random.Generator:
-    """A ``numpy.random.Generator`` seeded for one named stream of the run."""
-    return np.random.default_rng(derive_seed(seed, *names))
-
-
 def entropy_seed() -> int:
     """A seed nobody chose: what an unseeded run effectively uses."""
     return int.from_bytes(os.urandom(8), "little") & (2**63 - 1)

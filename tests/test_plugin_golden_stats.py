@@ -65,7 +65,8 @@ def test_seed_statistics_and_spread_gate(pytester, width, passes):
     assert (result.ret == 0) is passes
     summary = json.loads(next(pytester.path.glob("reports/*/results.csv")).parent
                          .joinpath("summary.json").read_text())
-    assert summary
+    assert summary["gate"]["enabled"] and summary["gate"]["passed"] is passes
+    assert summary["runs"] == 3
     csv = next(pytester.path.glob("reports/*/results.csv")).read_text()
     assert "accuracy_mean" in csv and "accuracy_ci_width" in csv
     if not passes:
