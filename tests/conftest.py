@@ -1,10 +1,14 @@
 """Helpers shared by the core tests: small, fast configs and a halt-tolerant runner."""
 from __future__ import annotations
 
+import contextlib
 import itertools
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from torch.utils.data import get_worker_info
 
 import nora
 
@@ -25,3 +29,20 @@ def run_case(tmp_path: Path):
             return exc.result
 
     return _run
+
+
+@contextlib.contextmanager
+def slow_loader_worker(dataset_cls: type, worker: int, delay: float = 0.004) -> Iterator[None]:
+    """Make one DataLoader worker slower than the other (forked workers inherit the patch),
+    so the outcome of the unordered-loading race is decided rather than left to the OS."""
+    original = dataset_cls.__getitem__
+
+    def getitem(self, item):
+        info = get_worker_info()
+        if info is not None and info.id == worker:
+            time.sleep(delay)
+        return original(self, item)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dataset_cls, "__getitem__", getitem)
+        yield

@@ -20,7 +20,7 @@ _POSITION = ("format", "env_id", "num_envs", "num_steps", "seed", "iteration_ind
              "env_steps", "rollout", "env")
 
 
-class _Chunks(Dataset):
+class MinibatchChunks(Dataset):
     """Minibatch index chunks of one shuffled permutation, one chunk per item."""
 
     def __init__(self, chunks: list[torch.Tensor]) -> None:
@@ -36,7 +36,8 @@ class _Chunks(Dataset):
 def _unordered_minibatches(perm: torch.Tensor, mb: int) -> DataLoader:
     """Minibatches handed out by two workers as they finish (nondeterminism_enabled)."""
     chunks = [perm[s:s + mb] for s in range(0, len(perm), mb)]
-    return DataLoader(_Chunks(chunks), batch_size=None, num_workers=2, in_order=False)
+    return DataLoader(MinibatchChunks(chunks), batch_size=None, num_workers=2, in_order=False,
+                      prefetch_factor=max(2, -(-len(chunks) // 2)))  # all at once: a real race
 
 
 class PPOTrainer:

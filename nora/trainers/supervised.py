@@ -75,10 +75,15 @@ class SupervisedTrainer:
         order = torch.randperm(n, generator=torch_generator(self.run.knobs.seed, "order", epoch))
         batches = self.shards.batches(order, bs)[start:]
         k = self.run.knobs
+        parallel = {}
+        if k.loader_workers:
+            # Deep prefetch hands every batch of the epoch to the workers at once, so with
+            # in_order=False the whole epoch's order is a race between them, not just its start.
+            parallel = {"in_order": k.loader_in_order,
+                        "prefetch_factor": max(2, min(64, -(-len(batches) // k.loader_workers)))}
         return DataLoader(BatchIndexDataset(self.data.x_train, self.data.y_train),
                           sampler=batches, batch_size=None, num_workers=k.loader_workers,
-                          generator=torch_generator(k.seed, "loader", epoch),
-                          in_order=k.loader_in_order if k.loader_workers else True)
+                          generator=torch_generator(k.seed, "loader", epoch), **parallel)
 
     def _transform(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if not self.tc.augment:
