@@ -44,7 +44,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     from nora.config.compose import group_choices
+    from nora.exiting import skip_exit_collection
 
+    skip_exit_collection()
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
     for group, what in (("modes", "mode"), ("regime", "regime"), ("violation", "violation")):
