@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 import zlib
 
 import numpy as np
@@ -30,24 +29,11 @@ def entropy_seed() -> int:
 
 def set_determinism(deterministic: bool, *, cudnn_benchmark: bool = False) -> None:
     """Switch torch's deterministic-algorithm mode and cuDNN autotuning together."""
-    _deterministic_algorithms(deterministic)
+    torch.use_deterministic_algorithms(deterministic, warn_only=False)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = cudnn_benchmark
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def _deterministic_algorithms(mode: bool) -> None:
-    """``torch.use_deterministic_algorithms(mode)`` without its import of torch._inductor,
-    which costs about 1.2 s in every fresh process (xdist worker, DDP rank, replica). If
-    inductor is not loaded yet, it reads the same choice from TORCHINDUCTOR_DETERMINISTIC
-    when a later ``torch.compile`` imports it."""
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if "torch._inductor.config" in sys.modules or setter is None:
-        torch.use_deterministic_algorithms(mode, warn_only=False)
-        return
-    os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1" if mode else "0"
-    setter(mode, warn_only=False)
 
 
 def apply_threads(n: int) -> None:
