@@ -50,14 +50,15 @@ def test_missing_seed_effect_and_fix(seeded_trainer, nora_record):
 @pytest.mark.nora(mode="pipeline", violation="nondeterminism_enabled",
                   overrides=["trainer.train_subset=null"])
 def test_nondeterminism_effect_and_fix(seeded_trainer):
-    """Unchecked, an unordered 2-worker loader reorders batches between reruns (up to 4 tries:
-    it is a race); fixed, reruns are equal."""
+    """Unchecked, an unordered 2-worker loader reorders batches between reruns (up to 8 tries:
+    it is a race, and on a loaded machine the OS may run each worker's share in one go, the
+    same way twice; tests/test_effects.py decides the race instead); fixed, reruns are equal."""
     prints = {seeded_trainer.fit().fingerprint}
-    for _ in range(3):
+    for _ in range(7):
         if len(prints) > 1:
             break
         prints.add(seeded_trainer.fit().fingerprint)
-    assert len(prints) > 1, "4 reruns with an unordered parallel loader were all equal"
+    assert len(prints) > 1, "8 reruns with an unordered parallel loader were all equal"
     fixed = [seeded_trainer.fit(overrides=["modes=norm_aware", "regime=balanced"])
              for _ in range(2)]
     assert fixed[0].outcome == "fixed" and fixed[0].fingerprint == fixed[1].fingerprint
