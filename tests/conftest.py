@@ -32,9 +32,11 @@ def run_case(tmp_path: Path):
 
 
 @contextlib.contextmanager
-def slow_loader_worker(dataset_cls: type, worker: int, delay: float = 0.004) -> Iterator[None]:
+def slow_loader_worker(dataset_cls: type, worker: int, delay: float = 0.1) -> Iterator[None]:
     """Make one DataLoader worker slower than the other (forked workers inherit the patch),
-    so the outcome of the unordered-loading race is decided rather than left to the OS."""
+    so the outcome of the unordered-loading race is decided rather than left to the OS. The
+    delay dwarfs the other worker's start-up lag on a loaded machine (a 4 ms one did not:
+    the worker forked first could still finish first)."""
     original = dataset_cls.__getitem__
 
     def getitem(self, item):

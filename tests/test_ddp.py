@@ -71,7 +71,7 @@ def _gone(pid: int) -> bool:
 
 def _assert_no_orphans(pids):
     assert pids and all(_gone(p) for p in pids), "a rank process survived"
-    assert mp.active_children() == []
+    assert not [c for c in mp.active_children() if c.name.startswith("nora-ddp-rank")]
 
 
 # --- tests ------------------------------------------------------------------------------
@@ -99,7 +99,8 @@ def test_a_killed_rank_fails_fast_naming_it():
 
 
 def test_a_hung_rank_fails_at_the_bound_naming_it():
-    t0 = time.monotonic()
+    run_group(allreduce_rank, 2, backend="gloo", timeout_s=60)  # the bound times the hang,
+    t0 = time.monotonic()                                       # not the forkserver's start
     with pytest.raises(GroupError) as info:
         run_group(hang_rank_one, 2, backend="gloo", timeout_s=8)
     elapsed = time.monotonic() - t0
