@@ -21,7 +21,8 @@ _LAZY = {
     "ConfigChange": "nora.config", "RunConfig": "nora.config", "load_config": "nora.config",
     "fingerprint": "nora.hashing",
     "replay": "nora.replaying",
-    "RunResult": "nora.runner", "train": "nora.runner",
+    "RunResult": "nora.runner", "train": "nora.launcher",
+    "RunContext": "nora.context", "Trainer": "nora.protocol", "TrainerConfig": "nora.config.schema",
     "seed_everything": "nora.seeding",
     "VIOLATIONS": "nora.violations",
 }

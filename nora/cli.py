@@ -101,7 +101,7 @@ def _run_job(data: dict, multirun: bool) -> int:
 
     from nora.config.compose import validate
     from nora.errors import NormViolationError
-    from nora.runner import train
+    from nora.launcher import train
 
     data.pop("hydra", None)
     run_dir = Path(HydraConfig.get().runtime.output_dir)

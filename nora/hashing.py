@@ -89,3 +89,12 @@ def fingerprint(obj: Any) -> str:
 def tensor_hashes(state: Mapping[str, Any]) -> dict[str, str]:
     """One hash per entry of a (flattened) state dict, to name what differs."""
     return {str(k): fingerprint(v) for k, v in state.items()}
+
+
+def tree_root(leaves: Mapping[str, str]) -> str:
+    """The root over per-tensor hashes (a two-level Merkle tree): equal roots mean equal
+    leaves, and the leaves name what differs without storing any tensor."""
+    h = xxhash.xxh3_128()
+    for name in sorted(leaves):
+        h.update(f"{name}:{leaves[name]}\n".encode())
+    return h.hexdigest()

@@ -213,13 +213,13 @@ def seeded_trainer(request: pytest.FixtureRequest, nora_overrides: list[str],
     import importlib.util
 
     from nora.errors import ConfigError
-    from nora.violations import VIOLATIONS
+    from nora.violations import inapplicable
 
     state = _state(request)
     spec = state.spec
     if spec.trainer == "ppo" and importlib.util.find_spec("nora.trainers.ppo") is None:
         pytest.skip("trainer 'ppo' is not available here (nora.trainers.ppo is missing)")
-    if spec.trainer not in VIOLATIONS[spec.violation].applies_to:
+    if spec.violation in inapplicable(spec.trainer):
         pytest.skip(f"violation {spec.violation!r} does not apply to trainer {spec.trainer!r}")
     info = request.config.stash[WORKER_KEY]
     try:

@@ -1,6 +1,6 @@
 """Re-execute a run from its manifest alone, and say whether it reproduces.
 
-A replay starts from the knobs the run started with and applies every tracked config
+A replay starts from the seam settings the run started with and applies every tracked config
 change at its step, with no agent: what the record does not say cannot be replayed, so
 an untracked change (or a seed nobody recorded) shows up as a failed verdict.
 """
@@ -14,7 +14,8 @@ from typing import Any
 from nora.config.compose import compose_dict, validate
 from nora.errors import ConfigError
 from nora.records import read_json, write_json
-from nora.runner import RunResult, train
+from nora.launcher import train
+from nora.runner import RunResult
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def replay(run_dir: str | Path, *, out_dir: str | Path | None = None,
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out = Path(out_dir) if out_dir else run_dir / "replays" / stamp
     result: RunResult = train(config, run_dir=out, progress=progress,
-                              start_knobs=manifest["knobs_at_start"])
+                              start_settings=manifest["seams_at_start"])
     from nora.analysis import compare
 
     original = manifest.get("fingerprint")

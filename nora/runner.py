@@ -1,4 +1,6 @@
-"""config -> trainer + monitor + agent -> RunResult, with every record written on the way."""
+"""config -> context + trainer + monitor + agent -> RunResult, every record written on the way.
+
+This trains in the current process; ``nora.launcher`` decides between here and DDP ranks."""
 from __future__ import annotations
 
 import time
@@ -9,18 +11,19 @@ from typing import Any
 
 import torch
 
-from nora.agent.outcomes import actual_outcome, expected_outcome
+from nora.agent.outcomes import (actual_outcome, case_violation, configured_violations,
+                                 expected_outcome)
 from nora.config.schema import ConfigChange, RunConfig
+from nora.context import RunContext
 from nora.devices import resolve_device
 from nora.errors import NormViolationError
 from nora.hashing import fingerprint, tensor_hashes
-from nora.knobs import Knobs
 from nora.records import environment, write_json
+from nora.registry import load
 from nora.run import Run
-from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything, set_determinism
-from nora.trainers import make_trainer
+from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything
 from nora.trainers.shards import current_rank
-from nora.violations import RUNTIME
+from nora.violations import runtime_names
 
 
 @dataclass
@@ -40,13 +43,7 @@ class RunResult:
     expected_outcome: str
     false_positives: int
     state: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
-
-
-def needs_group(config: RunConfig) -> bool:
-    import torch.distributed as dist
-
-    return (config.ddp.world_size > 1 and not config.ddp.emulate
-            and not (dist.is_available() and dist.is_initialized()))
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def new_run_dir(root: str | Path = "runs") -> Path:
@@ -56,34 +53,33 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return path
 
 
-def _start_knobs(run: Run, start_knobs: dict[str, Any] | None) -> None:
-    """Set the run's effective settings: injected by its violation, or recorded (replay)."""
-    if start_knobs is None:
-        run.violation.inject(run)
-        return
-    values = dict(start_knobs)
-    if not values.get("seeded", True):
-        values["seed"] = entropy_seed()
-    values["checkpoint_parts"] = tuple(values["checkpoint_parts"])
-    run.knobs = Knobs(**values)
-    for change in run.config.replay_changes:
-        if change.event == "startup":
-            run.apply_change(change)
+def _start(run: Run, ctx: RunContext, start_settings: dict[str, Any] | None) -> None:
+    """Set the seams: broken by the run's violation, or as recorded (replay)."""
+    if start_settings is None:
+        run.violation.inject(ctx)
+    else:
+        ctx.apply_settings(start_settings)
+        for change in run.config.replay_changes:
+            if change.event == "startup":
+                run.apply_change(change)
+    ctx.apply_determinism()
 
 
-def _manifest(run: Run, status: str, extra: dict[str, Any]) -> dict[str, Any]:
-    k = run.knobs
+def _manifest(run: Run, ctx: RunContext, status: str, extra: dict[str, Any]) -> dict[str, Any]:
+    g = ctx.generators
     return {
         "status": status,
         "config": run.config.model_dump(mode="json"),
         "config_changes": [c.model_dump(mode="json") for c in run.changes],
-        "seeds": {"config_seed": run.config.seed, "seeded": k.seeded,
-                  "effective_seed": k.seed if k.seeded else None,
-                  "streams": ["init", "order", "augment", "global", "env", "policy"]},
+        "seeds": {"config_seed": run.config.seed, "seeded": g.source == "config",
+                  "effective_seed": ctx.seed, "source": g.source,
+                  "entropy_seed": ctx.seed if g.source == "entropy" else None,
+                  "streams": dict(g.provenance)},
         "determinism": {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                         "cudnn_benchmark": torch.backends.cudnn.benchmark,
                         "cudnn_deterministic": torch.backends.cudnn.deterministic,
-                        "loader_workers": k.loader_workers, "loader_in_order": k.loader_in_order},
+                        "loader_workers": ctx.loader.workers,
+                        "loader_in_order": ctx.loader.in_order},
         "checkpoints": dict(run.checkpoints),
         **extra,
     }
@@ -103,23 +99,25 @@ def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tupl
         "regime": run.config.regime.name,
         "mode": run.config.mode.name,
     }
-    detected = {d["violation"] for d in run.detections}
-    hits = [d for d in run.detections if d["violation"] == injected]
-    false_pos = len([d for d in run.detections if d["violation"] != injected])
+    findings = run.findings
+    hits = [f for f in findings if f["violation"] == injected]
+    false_pos = sum(f["false_positive"] for f in findings)
     severity: dict[str, int] = {}
-    for d in run.detections:
-        severity[d["severity"]] = severity.get(d["severity"], 0) + 1
+    for f in findings:
+        severity[f["severity"]] = severity.get(f["severity"], 0) + 1
     inj = [] if injected == "none" else [injected]
     repro = {
         "violations_injected": inj,
-        "violations_detected": len(detected),
+        "violations_present": sorted(configured_violations(run.config)),
+        "violations_detected": len({f["violation"] for f in findings}),
+        "findings": [{k: v for k, v in f.items() if k != "time_sec"} for f in findings],
         "detection_rate_pct": (100.0 * bool(hits)) if inj else None,
-        "avg_time_to_detection_sec": (sum(d["time_sec"] for d in hits) / len(hits)) if hits else None,
+        "avg_time_to_detection_sec": (sum(f["time_sec"] for f in hits) / len(hits)) if hits else None,
         "first_detection_step": hits[0]["step"] if hits else None,
         "severity_breakdown": severity,
         "false_positives": false_pos,
         "occurrences": dict(run.occurrences),
-        "runtime_violation": injected in RUNTIME,
+        "runtime_violation": injected in runtime_names(),
         "outcome": outcome,
         "expected_outcome": expected,
         "fingerprint": fp,
@@ -129,78 +127,81 @@ def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tupl
 
 
 def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: bool = False,
-          start_knobs: dict[str, Any] | None = None) -> RunResult:
-    """Run one training from a validated config; raises NormViolationError on a halt.
+          start_settings: dict[str, Any] | None = None) -> RunResult:
+    """Run one training here, from a validated config; raises NormViolationError on a halt.
 
-    With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
-    torchrun's ranks are joined; rank 0 writes the records.
+    ``start_settings`` sets the seams as a recorded run had them (replay); otherwise the
+    config's violation is injected. A DDP rank calls this too, inside its process group.
     """
-    if needs_group(config):
-        from nora.trainers.distributed import train_distributed
-        return train_distributed(config, run_dir=run_dir, progress=progress)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
+    trainer_cls = load("trainer", config.trainer.name)
     run = Run(config, run_dir)
     started = datetime.now().isoformat(timespec="seconds")
     env = environment(str(device))
-    _start_knobs(run, start_knobs)
-    k = run.knobs
-    set_determinism(k.deterministic, cudnn_benchmark=k.cudnn_benchmark)
-    knobs_at_start = {key: v for key, v in k.to_dict().items() if key != "extra"}
-    if not k.seeded:
-        knobs_at_start.pop("seed")
-    base = {"env": env, "knobs_at_start": knobs_at_start, "started_at": started,
-            "resumed_from": config.resume_from}
-    write_json(run_dir / "manifest.json", _manifest(run, "running", base))
+    seed, source = (config.seed, "config") if config.seed is not None else (entropy_seed(),
+                                                                           "entropy")
+    ctx = RunContext(config, run_dir, device, seed=seed, seed_source=source,
+                     progress=progress, observer=run)
+    run.attach(ctx)
+    _start(run, ctx, start_settings)
+    base = {"env": env, "seams_at_start": ctx.settings(), "started_at": started,
+            "resumed_from": config.resume_from, "trainer_class": _qualname(trainer_cls)}
+    write_json(run_dir / "manifest.json", _manifest(run, ctx, "running", base))
     status, error, metrics, fp, state = "done", None, {}, None, {}
+    trainer = None
     try:
         if run.agent is not None:
-            run.emit("startup")
+            run.emit("startup", {})
         run.event = "step"
         streams = ("global",) if config.ddp.world_size == 1 else ("global", current_rank())
-        seed_everything(derive_seed(k.seed, *streams), deterministic=k.deterministic)
-        set_determinism(k.deterministic, cudnn_benchmark=k.cudnn_benchmark)
-        run.trainer = make_trainer(run, device, progress=progress)
-        run.total_steps = run.trainer.total_steps
+        seed_everything(derive_seed(ctx.seed, *streams), deterministic=ctx.deterministic)
+        ctx.apply_determinism()
+        trainer = trainer_cls(ctx)
         if config.resume_from:
-            base["resume_missing_parts"] = run.trainer.load(config.resume_from)
-        base["dataset_fingerprint"] = run.trainer.dataset_fingerprint
-        metrics = run.trainer.fit()
+            base["resume_missing_parts"] = trainer.load(config.resume_from)
+        base["dataset_fingerprint"] = getattr(trainer, "dataset_fingerprint", None)
+        metrics = trainer.fit()
     except NormViolationError as exc:
         status, error = "halted", exc
     except BaseException:
-        status = "failed"
         run.close()
-        write_json(run_dir / "manifest.json", _manifest(run, status, base))
+        write_json(run_dir / "manifest.json", _manifest(run, ctx, "failed", base))
         raise
     finally:
         run.close()
-    if run.trainer is not None and status == "done":
-        state = run.trainer.final_state()
+    base["seams_at_end"] = ctx.settings()
+    if trainer is not None and status == "done":
+        state = trainer.final_state()
         fp = fingerprint(state)
         (run_dir / "state").mkdir(exist_ok=True)
         torch.save(state, run_dir / "state" / "final.pt")
-        write_json(run_dir / "state" / "tensors.json", {"step": run.step,
+        write_json(run_dir / "state" / "tensors.json", {"step": ctx.step,
                                                         "hashes": tensor_hashes(state)})
     cfg = config
-    expected = expected_outcome(cfg.mode.name, cfg.regime.name, cfg.violation.name,
+    case = case_violation(cfg)
+    expected = expected_outcome(cfg.mode.name, cfg.regime.name, case,
                                 tolerance=cfg.regime.violation_tolerance)
-    outcome = actual_outcome(cfg.violation.name, run.decisions)
+    outcome = actual_outcome(case, run.decisions)
     agent_metrics, repro, false_pos = _norm_records(run, outcome, expected, fp)
     write_json(run_dir / "norms" / "agent_metrics.json", agent_metrics)
     write_json(run_dir / "norms" / "reproducibility_metrics.json", repro)
     base.update({"fingerprint": fp, "metrics": metrics, "outcome": outcome,
                  "finished_at": datetime.now().isoformat(timespec="seconds"),
                  "duration_sec": round(time.perf_counter() - run.t0, 3)})
-    write_json(run_dir / "manifest.json", _manifest(run, status, base))
+    write_json(run_dir / "manifest.json", _manifest(run, ctx, status, base))
     result = RunResult(config=config, run_dir=run_dir, status=status, fingerprint=fp,
                        losses=list(run.losses), metrics=metrics, evals=list(run.evals),
                        decisions=list(run.decisions), changes=list(run.changes),
                        outcome=outcome, expected_outcome=expected,
-                       false_positives=false_pos, state=state)
+                       false_positives=false_pos, state=state, findings=list(run.findings))
     if error is not None:
         error.result = result
         raise error
     return result
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"

@@ -57,11 +57,13 @@ def test_records_hold_what_the_design_lists(run_case):
     assert manifest["status"] == "done" and manifest["fingerprint"] == result.fingerprint
     assert manifest["config"]["violation"]["name"] == "missing_seed"
     for key in ("seeds", "determinism", "env", "dataset_fingerprint", "checkpoints",
-                "knobs_at_start", "config_changes"):
+                "seams_at_start", "config_changes"):
         assert key in manifest, key
     for key in ("torch_threads", "versions", "device", "git_commit", "git_dirty"):
         assert key in manifest["env"], key
-    assert "seed" not in manifest["knobs_at_start"]  # an unseeded start has no seed to record
+    start = manifest["seams_at_start"]  # unseeded start: the entropy seed drawn is recorded
+    assert start["seed_source"] == "entropy" and start["seed"] != 42
+    assert manifest["seeds"]["source"] == "config" and manifest["seeds"]["effective_seed"] == 42
     steps = [r for r in read_jsonl(d / "metrics.jsonl") if r["kind"] == "step"]
     assert len(steps) == len(result.losses) and all("loss_bits" in r for r in steps)
     decisions = read_jsonl(d / "norms" / "agent_decisions.jsonl")

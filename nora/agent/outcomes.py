@@ -12,11 +12,31 @@ _BY_REGIME = {"strict": "halted", "balanced": "fixed", "exploratory": "logged"}
 
 def observes(mode: str, violation: str) -> bool:
     """Whether an agent in ``mode`` watches for ``violation`` at all."""
-    from nora.violations import RUNTIME
+    from nora.violations import runtime_names
 
     if mode == "norm_aware":
         return True
-    return mode == "agentic" and violation in RUNTIME
+    return mode == "agentic" and violation in runtime_names()
+
+
+def configured_violations(config: Any) -> frozenset[str]:
+    """Violations the configuration itself has, with nothing injected: ``seed=null`` is a
+    missing seed, determinism switched off in ``repro`` is nondeterminism. Findings of these
+    are true findings, never false positives."""
+    found = set()
+    if config.seed is None:
+        found.add("missing_seed")
+    if not config.repro.deterministic or config.repro.cudnn_benchmark:
+        found.add("nondeterminism_enabled")
+    return frozenset(found)
+
+
+def case_violation(config: Any) -> str:
+    """The violation a run is expected to show: the injected one, else one its
+    configuration has (``seed=null``), else ``none``."""
+    if config.violation.name != "none":
+        return config.violation.name
+    return min(configured_violations(config), default="none")
 
 
 def expected_outcome(mode: str, regime: str, violation: str, *,

@@ -268,7 +268,7 @@ def _hint(structural: bool, manifest_diff: Mapping[str, tuple], first: int | Non
                 "same model, and save the full state (model, optimizer, scheduler, scaler, RNG).")
     if any(k.startswith("seeds.") for k in keys):
         return "the runs used different seeds; rerun with the seed recorded in the manifest."
-    if any(k.startswith(("determinism.", "knobs_at_start.")) for k in keys):
+    if any(k.startswith(("determinism.", "seams_at_start.")) for k in keys):
         return ("determinism switches differ between the runs: turn deterministic algorithms on, "
                 "cudnn.benchmark off and keep the DataLoader in order (no unordered workers).")
     if "env.torch_threads" in keys:

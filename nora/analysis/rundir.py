@@ -23,12 +23,12 @@ __all__ = ["MISSING", "THREADS_NOTE", "compare_steps", "diff_manifests", "format
 MISSING = "<missing>"   # stands for an absent manifest key or tensor in a manifest diff
 THREADS_NOTE = "CPU float reductions depend on the thread count"
 # Manifest sections compared key by key, and top-level keys compared whole.
-_SECTIONS = ("config", "seeds", "determinism", "knobs_at_start", "env")
+_SECTIONS = ("config", "seeds", "determinism", "seams_at_start", "env")
 _WHOLE = ("config_changes", "dataset_fingerprint", "resumed_from")
 # Manifest key prefix -> what a difference there means, in the order a cause lists them.
 _CAUSES = (("env.", "the environment differs"), ("seeds.", "the seeds differ"),
            ("determinism.", "the determinism settings differ"),
-           ("knobs_at_start.", "the settings in effect differ"), ("config", "the config differs"),
+           ("seams_at_start.", "the settings in effect differ"), ("config", "the config differs"),
            ("dataset_", "the data differs"), ("resumed_from", "one run was resumed"))
 
 

@@ -97,10 +97,9 @@ def validate(data: Mapping[str, Any]) -> RunConfig:
         config = RunConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, data)) from None
-    from nora.violations import VIOLATIONS
+    from nora.violations import applicable as applicable_to
 
-    applicable = [n for n, v in VIOLATIONS.items()
-                  if n == "none" or config.trainer.name in v.applies_to]
+    applicable = applicable_to(config.trainer.name)
     if config.trainer.name == "ppo" and config.ddp.world_size > 1:
         raise ConfigError(f"ddp.world_size={config.ddp.world_size} with trainer='ppo': DDP "
                           "runs the supervised trainer only; valid choices for ppo: 1")

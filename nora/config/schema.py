@@ -2,15 +2,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 ModeName = Literal["pipeline", "agentic", "norm_aware"]
 RegimeName = Literal["strict", "balanced", "exploratory"]
-ViolationName = Literal["none", "missing_seed", "nondeterminism_enabled",
-                        "untracked_config_change", "amp_nan", "eval_mode_bug", "aug_leak",
-                        "checkpoint_incomplete"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -40,49 +37,28 @@ class RegimePolicy(_Frozen):
 
 
 class ViolationConfig(_Frozen):
-    """Which violation is injected, and where in the run."""
+    """Which violation is injected (a registered name or dotted path), and where in the run."""
 
-    name: ViolationName
+    name: str
     at_fraction: float = Field(ge=0, le=1)
     lr_factor: float = Field(gt=0)
     loss_scale: float = Field(gt=0)
 
-
-class SupervisedConfig(_Frozen):
-    name: Literal["supervised"]
-    channels: int = Field(ge=1)
-    hidden: int = Field(ge=1)
-    dropout: float = Field(ge=0, lt=1)
-    batch_norm: bool
-    augment: bool
-    max_shift: int = Field(ge=0)
-    noise_std: float = Field(ge=0)
-    train_subset: int | None = Field(ge=1)
-    test_fraction: float = Field(gt=0, lt=1)
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from nora.registry import is_dotted, names
+        if not is_dotted(v) and v not in names("violation"):
+            raise ValueError(f"violation {v!r} is unknown; valid choices: "
+                             f"{', '.join(names('violation'))}")
+        return v
 
 
-class PPOConfig(_Frozen):
-    name: Literal["ppo"]
-    env_id: str
-    num_envs: int = Field(ge=1)
-    num_steps: int = Field(ge=1)
-    update_epochs: int = Field(ge=1)
-    gamma: float = Field(gt=0, le=1)
-    gae_lambda: float = Field(ge=0, le=1)
-    clip_start: float = Field(gt=0)
-    clip_end: float = Field(gt=0)
-    ent_start: float = Field(ge=0)
-    ent_end: float = Field(ge=0)
-    vf_coef: float = Field(ge=0)
-    max_grad_norm: float = Field(gt=0)
-    hidden: int = Field(ge=1)
-    norm_adv: bool
-    eval_episodes: int = Field(ge=0)
-    obs_noise_std: float = Field(ge=0)
-    sampler_device: Literal["cpu", "same"]
+class TrainerConfig(_Frozen):
+    """Base of every trainer's own ``Config`` (its ``trainer.*`` keys); ``name`` is the
+    registered name or dotted path it was picked by."""
 
-
-TrainerConfig = Annotated[Union[SupervisedConfig, PPOConfig], Field(discriminator="name")]
+    name: str
 
 
 class TrainConfig(_Frozen):
@@ -132,13 +108,22 @@ class RunConfig(_Frozen):
     mode: ModeConfig
     regime: RegimePolicy
     violation: ViolationConfig
-    trainer: TrainerConfig
+    trainer: SerializeAsAny[TrainerConfig]
     train: TrainConfig
     repro: ReproConfig
     ddp: DDPConfig
     device: str
     resume_from: str | None
     replay_changes: tuple[ConfigChange, ...]
+
+    @field_validator("trainer", mode="before")
+    @classmethod
+    def _trainer(cls, v: object) -> object:
+        """Validate ``trainer.*`` with the registered trainer's own schema."""
+        if isinstance(v, dict) and isinstance(v.get("name"), str):
+            from nora.registry import load
+            return load("trainer", v["name"]).Config.model_validate(v)
+        return v
 
     @field_validator("device")
     @classmethod

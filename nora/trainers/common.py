@@ -1,12 +1,11 @@
-"""What every trainer shares: the LR schedule, base-LR changes, RNG state capture."""
+"""What the built-in trainers share: the LR schedule, base-LR changes, flat state, a progress bar."""
 from __future__ import annotations
 
 import math
-import random
+import sys
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from nora.hashing import fingerprint
@@ -49,35 +48,6 @@ class ScheduledLR:
         self.scheduler.step()
 
 
-def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """Every RNG state a run depends on, as checkpoint-safe data (tensors, ints, lists)."""
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    out: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
-        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
-        "generators": {k: g.get_state() for k, g in generators.items()},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
-def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["cached_gaussian"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-    for k, g in generators.items():
-        g.set_state(state["generators"][k])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def flat_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Weights, buffers and optimizer tensors under one flat namespace, for hashing/compare."""
     out = {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()}
@@ -94,3 +64,12 @@ def config_hash(config: Any) -> str:
     train = {k: v for k, v in d["train"].items() if k not in ("max_steps", "checkpoint_every")}
     return fingerprint({"seed": d["seed"], "trainer": d["trainer"], "train": train,
                         "repro": d["repro"]})
+
+
+def progress_bar(total: int, initial: int, desc: str, *, enabled: bool) -> Any:
+    """A tqdm bar on a terminal; piped output gets no carriage-return line at all."""
+    from tqdm.auto import tqdm
+
+    on = enabled and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, disable=not on, desc=desc, unit="step",
+                leave=False)

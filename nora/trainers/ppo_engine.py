@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nora.config.schema import PPOConfig, TrainConfig
+from nora.config.schema import TrainConfig
+from nora.seams.precision import Precision
+from nora.trainers.configs import PPOConfig
 from nora.errors import CheckpointError, ConfigError
 from nora.seeding import torch_generator
 from nora.trainers import ppo_math as pm
@@ -99,17 +101,15 @@ class PPOLearner:
                                           weight_decay=train.weight_decay,
                                           fused=self.device.type in ("cpu", "cuda"))
         self._amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        self.scaler = torch.amp.GradScaler(
-            self.device.type, enabled=train.amp and self._amp_dtype is torch.float16)
+        fp16 = train.amp and self._amp_dtype is torch.float16
+        self.precision = Precision(self.device.type, train.amp, self._amp_dtype, scaler=fp16)
         self._g_sample = torch_generator(self.seed, "ppo", "sample",
                                          device=str(self._sampler_device))
         self._g_minibatch = torch_generator(self.seed, "ppo", "minibatch")
         self.iteration_index, self.env_steps, self.base_lr = 0, 0, float(train.lr)
-        # Hooks for the run that hosts this learner (see nora.trainers.ppo): a static fp16
-        # loss scale without a GradScaler, a check after each backward that may veto the
-        # optimizer step, and an alternative source of minibatch index order.
-        self.static_loss_scale: float | None = None
-        self.step_hook: Callable[[float], bool] | None = None
+        # Hooks for the run that hosts this learner (see nora.trainers.ppo): a look after each
+        # backward (before the optimizer step), and another source of minibatch index order.
+        self.step_hook: Callable[[], None] | None = None
         self.minibatch_order: Callable[[torch.Tensor, int], Any] | None = None
         t, n = ppo.num_steps, ppo.num_envs
         self._obs = torch.zeros(t, n, self._obs_dim, device=self.device)
@@ -181,11 +181,9 @@ class PPOLearner:
     def _update(self, clip_eps: float, ent_coef: float) -> dict[str, float]:
         """GAE over the rollout, then ``update_epochs`` shuffled passes of minibatches."""
         ppo, dev = self.ppo, self.device
-        amp = self.train.amp or self.static_loss_scale is not None or self.scaler.is_enabled()
-        amp_dtype = torch.float16 if self.static_loss_scale or self.scaler.is_enabled() \
-            else self._amp_dtype
+        precision = self.precision
         critic = ActorCritic.mlp_fn(self.model.critic)
-        with torch.no_grad(), torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
+        with torch.no_grad(), precision.autocast():
             obs = self._obs.reshape(-1, self._obs_dim)
             actions = self._actions.to(dev).reshape(-1)
             logits, values = self.model(obs)
@@ -209,7 +207,7 @@ class PPOLearner:
                      else (perm[s:s + mb] for s in range(0, n, mb)))
             for idx in order:
                 idx = idx.to(dev)
-                with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp):
+                with precision.autocast():
                     new_logits, new_values = self.model(b_obs[idx])
                 new_logits, new_values = new_logits.float(), new_values.float()
                 logratio = pm.logprob(new_logits, b_actions[idx]) - b_logprobs[idx]
@@ -219,24 +217,10 @@ class PPOLearner:
                 entropy = pm.entropy(new_logits).mean()
                 loss = pg_loss - ent_coef * entropy + ppo.vf_coef * v_loss
                 self.optimizer.zero_grad(set_to_none=True)
-                if self.scaler.is_enabled():
-                    self.scaler.scale(loss).backward()
-                elif self.static_loss_scale:
-                    (loss * self.static_loss_scale).backward()
-                    for p in params:
-                        p.grad.div_(self.static_loss_scale)
-                else:
-                    loss.backward()
-                if self.step_hook is not None and self.step_hook(loss.item()):
-                    self.optimizer.zero_grad(set_to_none=True)
-                elif self.scaler.is_enabled():
-                    self.scaler.unscale_(self.optimizer)
-                    nn.utils.clip_grad_norm_(params, ppo.max_grad_norm)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    nn.utils.clip_grad_norm_(params, ppo.max_grad_norm)
-                    self.optimizer.step()
+                precision.backward(loss, self.model.named_parameters())
+                if self.step_hook is not None:
+                    self.step_hook()
+                precision.step(self.optimizer, clip=(params, ppo.max_grad_norm))
                 with torch.no_grad():
                     totals += torch.stack([loss, pg_loss, v_loss, entropy, pm.approx_kl(logratio),
                                            pm.clip_fraction(logratio, clip_eps)])
@@ -246,7 +230,9 @@ class PPOLearner:
 
     @torch.no_grad()
     def evaluate_greedy(self, episodes: int, *, obs_noise_std: float = 0.0,
-                        generator: torch.Generator | None = None) -> list[float]:
+                        generator: torch.Generator | None = None,
+                        transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                        ) -> list[float]:
         """Returns of ``episodes`` argmax-policy episodes on fresh envs seeded from the run seed.
 
         Observation noise, if any, comes from its own generator re-seeded on every call (or
@@ -265,6 +251,8 @@ class PPOLearner:
                 x = torch.from_numpy(np.asarray(obs, np.float32).reshape(episodes, -1))
                 if obs_noise_std > 0:
                     x = x + obs_noise_std * torch.randn(x.shape, generator=g)
+                if transform is not None:  # the host's eval pipeline (nora.trainers.ppo)
+                    x = transform(x)
                 action = self.model.actor(x.to(self.device)).argmax(-1).cpu().numpy()
                 obs, reward, term, trunc, _ = env.step(action)
                 returns += np.where(finished, 0.0, reward)
@@ -287,7 +275,7 @@ class PPOLearner:
             "base_lr": self.base_lr,
             "model": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "scaler": self.scaler.state_dict(),
+            "scaler": self.precision.state_dict(),
             "generators": {"sample": self._g_sample.get_state(),
                            "minibatch": self._g_minibatch.get_state()},
             "rollout": {"next_obs": self._next_obs.cpu().clone(),
@@ -317,7 +305,7 @@ class PPOLearner:
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+            self.precision.load_state_dict(state["scaler"])
         if "generators" in state:
             self._g_sample.set_state(state["generators"]["sample"])
             self._g_minibatch.set_state(state["generators"]["minibatch"])

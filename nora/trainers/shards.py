@@ -27,8 +27,10 @@ def current_rank() -> int:
 
 
 class Shards:
-    def __init__(self, ddp: DDPConfig, seed: int) -> None:
+    def __init__(self, ddp: DDPConfig, seed: int,
+                 make: Callable[..., torch.Generator] | None = None) -> None:
         self.world, self.seed = ddp.world_size, seed
+        self.make = make or (lambda *names: torch_generator(seed, *names))
         distributed = dist.is_available() and dist.is_initialized()
         if self.world == 1:
             self.mode, self.ranks = "single", [0]
@@ -44,8 +46,8 @@ class Shards:
 
     def generators(self, name: str) -> list[torch.Generator]:
         if self.mode == "single":
-            return [torch_generator(self.seed, name)]
-        return [torch_generator(self.seed, name, r) for r in self.ranks]
+            return [self.make(name)]
+        return [self.make(name, r) for r in self.ranks]
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
         if self.mode != "ddp":

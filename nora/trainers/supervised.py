@@ -1,5 +1,6 @@
-"""A small CNN on the bundled digits: seeded data order and augmentation, dropout and
-batch norm, optional AMP, a cosine LR schedule, evaluation and full checkpoints."""
+"""A small CNN on the bundled digits, written on NORA's seams: seeded data order and
+augmentation, dropout and batch norm, optional AMP, a cosine LR schedule, evaluation and
+full checkpoints. An example of a trainer, and a negative control."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,34 +8,32 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from nora.checkpoint import load_checkpoint, save_checkpoint
+from nora.context import RunContext
 from nora.errors import CheckpointError
 from nora.hashing import fingerprint
-from nora.seeding import torch_generator
-from nora.trainers.common import ScheduledLR, capture_rng, config_hash, flat_state, restore_rng
+from nora.trainers.common import ScheduledLR, config_hash, flat_state, progress_bar
+from nora.trainers.configs import SupervisedConfig
 from nora.trainers.data import BatchIndexDataset, augment, load_digits
 from nora.trainers.models import DigitsCNN, init_parameters
 from nora.trainers.shards import Shards
 
 
 class SupervisedTrainer:
-    kind = "supervised"
+    Config = SupervisedConfig
 
-    def __init__(self, run: Any, device: torch.device, *, progress: bool = False) -> None:
-        self.run, self.device, self.progress = run, device, progress
-        cfg, k = run.config, run.knobs
-        tc, self.tc, self.train_cfg = cfg.trainer, cfg.trainer, cfg.train
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        cfg, tc = ctx.config, ctx.trainer_config
+        self.tc, self.train_cfg, device = tc, cfg.train, ctx.device
         self.data = load_digits(tc.test_fraction, tc.train_subset)
         self.x_test = self.data.x_test.to(device)
         self.y_test = self.data.y_test.to(device)
         with torch.random.fork_rng(devices=[]):  # layer constructors draw from the global RNG
             self.model = DigitsCNN(tc.channels, tc.hidden, tc.dropout, tc.batch_norm)
-        init_parameters(self.model, torch_generator(k.seed, "init"))
+        init_parameters(self.model, ctx.generator("init"))
         self.model.to(device)
-        self.shards = Shards(cfg.ddp, k.seed)
+        self.shards = Shards(cfg.ddp, ctx.seed, make=ctx.generator)
         self.net = self.shards.wrap(self.model, device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
@@ -42,113 +41,70 @@ class SupervisedTrainer:
         self.steps_per_epoch = self.shards.steps_per_epoch(n, cfg.train.batch_size)
         self.schedule_steps = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(self.schedule_steps, cfg.train.max_steps or self.schedule_steps)
+        ctx.total_steps = self.total_steps
         self.lr = ScheduledLR(self.optimizer, cfg.train.lr_schedule, self.schedule_steps)
+        ctx.track_optimizer(self.optimizer, schedule=self.lr.factor,
+                            position=lambda: self.lr.scheduler.last_epoch,
+                            get_base=lambda: self.lr.base_lr, set_base=self.lr.set_base_lr)
         self.aug_gens = self.shards.generators("augment")
-        self.scaler: torch.amp.GradScaler | None = None
-        if k.amp and k.grad_scaler:
-            self.scaler = torch.amp.GradScaler(device.type)
-        self.skip_step = False
+        ctx.augment, ctx.augment_generator = self._augment, self.aug_gens[0]
         self.position = {"epoch": 0, "batch": 0, "step": 0}
-        self.ckpt_dir = run.run_dir / "checkpoints"
+        self.dataset_fingerprint = self.data.fingerprint
 
-    @property
-    def dataset_fingerprint(self) -> str:
-        return self.data.fingerprint
-
-    # --- what violations and the agent act on --------------------------------------
-    @property
-    def base_lr(self) -> float:
-        return self.lr.base_lr
-
-    def set_lr(self, lr: float) -> None:
-        self.lr.set_base_lr(lr)
-
-    def enable_grad_scaler(self) -> None:
-        k = self.run.knobs
-        k.amp, k.grad_scaler, k.static_loss_scale = True, True, None
-        self.scaler = torch.amp.GradScaler(self.device.type)
-        self.skip_step = True
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        return augment(x.cpu(), gen, self.tc.max_shift, self.tc.noise_std).to(x.device)
 
     # --- data ----------------------------------------------------------------------
-    def _batches(self, epoch: int, start: int) -> DataLoader:
+    def _batches(self, epoch: int, start: int) -> Any:
         n, bs = len(self.data.y_train), self.train_cfg.batch_size
-        order = torch.randperm(n, generator=torch_generator(self.run.knobs.seed, "order", epoch))
+        order = torch.randperm(n, generator=self.ctx.generator("order", epoch))
         batches = self.shards.batches(order, bs)[start:]
-        k = self.run.knobs
-        parallel = {}
-        if k.loader_workers:
-            # Deep prefetch hands every batch of the epoch to the workers at once, so with
-            # in_order=False the whole epoch's order is a race between them, not just its start.
-            parallel = {"in_order": k.loader_in_order,
-                        "prefetch_factor": max(2, min(64, -(-len(batches) // k.loader_workers)))}
-        return DataLoader(BatchIndexDataset(self.data.x_train, self.data.y_train),
-                          sampler=batches, batch_size=None, num_workers=k.loader_workers,
-                          generator=torch_generator(k.seed, "loader", epoch), **parallel)
-
-    def _transform(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if not self.tc.augment:
-            return x
-        return augment(x, gen, self.tc.max_shift, self.tc.noise_std)
+        return self.ctx.dataloader(BatchIndexDataset(self.data.x_train, self.data.y_train),
+                                   sampler=batches,
+                                   generator=self.ctx.generator("loader", epoch))
 
     # --- training ------------------------------------------------------------------
     def _backward(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
-        k = self.run.knobs
-        x, y = self._transform(x, gen).to(self.device), y.to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=k.amp):
+        ctx = self.ctx
+        if self.tc.augment:
+            x = augment(x, gen, self.tc.max_shift, self.tc.noise_std)
+        x, y = x.to(ctx.device), y.to(ctx.device)
+        with ctx.autocast():
             logits = self.net(x)
-        loss = F.cross_entropy(logits.float(), y)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        elif k.amp and k.static_loss_scale:
-            (loss * k.static_loss_scale).backward()
-            for p in self.model.parameters():
-                p.grad.div_(k.static_loss_scale)
-        else:
-            loss.backward()
-        return loss.item()
+        return ctx.backward(F.cross_entropy(logits.float(), y), self.model)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        k, run, opt = self.run.knobs, self.run, self.optimizer
-        opt.zero_grad(set_to_none=True)
-        loss_val = self.shards.step(self.model, x, y, self.aug_gens, self._backward)
-        nonfinite: list[str] = []
-        if run.watches_amp and k.amp and self.scaler is None:
-            nonfinite = [n for n, p in self.model.named_parameters()
-                         if not torch.isfinite(p.grad).all()]
-        run.check_step(loss_val, not nonfinite, nonfinite)
-        if self.skip_step:
-            self.skip_step = False
-            opt.zero_grad(set_to_none=True)
-            opt._opt_called = True  # a deliberately skipped step; keeps the LR schedule in step
-        elif self.scaler is not None:
-            self.scaler.step(opt)
-            self.scaler.update()
-        else:
-            opt.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.shards.step(self.model, x, y, self.aug_gens, self._backward)
+        self.ctx.precision.last_loss = loss  # rank 0's loss under emulation
+        self.ctx.after_backward()
+        self.ctx.optimizer_step(self.optimizer)
         self.lr.step()
-        return loss_val
+        return loss
 
     def fit(self) -> dict[str, Any]:
-        run, cfg = self.run, self.train_cfg
+        ctx, cfg = self.ctx, self.train_cfg
         step = self.position["step"]
-        bar = tqdm(total=self.total_steps, initial=step, disable=not self.progress,
-                   desc="train", unit="step", leave=False)
+        bar = progress_bar(self.total_steps, step, "train", enabled=ctx.progress)
+        every = cfg.checkpoint_every
         for epoch in range(self.position["epoch"], cfg.epochs):
             if step >= self.total_steps:
                 break
             start = self.position["batch"] if epoch == self.position["epoch"] else 0
             self.model.train()
             for b, (x, y) in enumerate(self._batches(epoch, start), start=start):
-                run.begin_step(step, epoch)
+                ctx.begin_step(step, epoch, batch=(x, y))
                 loss = self._train_step(x, y)
-                run.end_step(loss, self.lr.lr, self.model)
+                ctx.end_step(loss, self.model)
                 step += 1
                 self.position = {"epoch": epoch, "batch": b + 1, "step": step}
                 bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}")
+                if every and step % every == 0 and step < self.total_steps:
+                    ctx.step = step
+                    self._checkpoint(f"step_{step}.pt")
                 if step >= self.total_steps:
                     break
-            run.step = step
+            ctx.step = step
             finished = self.position["batch"] >= self.steps_per_epoch
             if finished:
                 self.position = {"epoch": epoch + 1, "batch": 0, "step": step}
@@ -162,52 +118,26 @@ class SupervisedTrainer:
         final["eval_repeatable"] = self.evals_repeatable()
         return final
 
-    def _checkpoint(self, name: str) -> None:
-        path = self.ckpt_dir / name
-        sha = self.save_checkpoint(path)
-        self.run.on_checkpoint(path, sha, self.saved_parts, self.final_state())
-
     # --- evaluation ----------------------------------------------------------------
-    def _eval_logits(self) -> torch.Tensor:
-        x = self.x_test
-        if self.run.knobs.eval_augment:
-            x = augment(x.cpu(), self.aug_gens[0], self.tc.max_shift,
-                        self.tc.noise_std).to(self.device)
-        with torch.no_grad():
-            return self.model(x).float()
-
     def evaluate(self, *, record: bool = True) -> dict[str, Any]:
-        k = self.run.knobs
-        self.model.train(not k.eval_mode)
-        if record:
-            self.run.eval_start({"model_training": self.model.training,
-                                 "eval_transform_probe": self._probe_eval_transform,
-                                 "stochastic_modules": ["Dropout", "BatchNorm2d"]})
-            self.model.train(not k.eval_mode)
-        logits = self._eval_logits()
-        self.model.train()
+        ctx = self.ctx
+        with ctx.evaluating(self.model):
+            x = ctx.eval_input(self.x_test, self.model) if record else \
+                ctx.evaluation.apply(self.x_test)
+            logits = self.model(x).float()
         loss = F.cross_entropy(logits, self.y_test).item()
         acc = (logits.argmax(1) == self.y_test).float().mean().item()
         metrics = {"loss": loss, "accuracy": acc, "logits_hash": fingerprint(logits)}
         if record:
-            self.run.on_eval(metrics)
+            ctx.record_eval(metrics)
         return metrics
-
-    def _probe_eval_transform(self) -> bool:
-        """Whether the eval input pipeline gives the same batch twice (no hidden randomness)."""
-        if not self.run.knobs.eval_augment:
-            return True
-        probe = self.data.x_test[:8]
-        a = augment(probe, self.aug_gens[0], self.tc.max_shift, self.tc.noise_std)
-        b = augment(probe, self.aug_gens[0], self.tc.max_shift, self.tc.noise_std)
-        return torch.equal(a, b)
 
     def evals_repeatable(self) -> bool:
         """Two evaluations in a row give the same logits and leave the model untouched."""
         before = fingerprint(self.model.state_dict())
-        self.model.train(not self.run.knobs.eval_mode)
-        a, b = self._eval_logits(), self._eval_logits()
-        self.model.train()
+        with self.ctx.evaluating(self.model):
+            a = self.model(self.ctx.evaluation.apply(self.x_test))
+            b = self.model(self.ctx.evaluation.apply(self.x_test))
         return torch.equal(a, b) and fingerprint(self.model.state_dict()) == before
 
     # --- checkpoints ---------------------------------------------------------------
@@ -216,27 +146,19 @@ class SupervisedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.lr.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler else {"enabled": False},
-            "rng": capture_rng(self._generators()),
+            "scaler": self.ctx.precision.state_dict(),
+            "rng": self.ctx.rng_state(),
             "position": dict(self.position),
-            "agent": self.run.agent_state(),
-            "config_hash": config_hash(self.run.config),
+            "config_hash": config_hash(self.ctx.config),
         }
 
-    def _generators(self) -> dict[str, torch.Generator]:
-        return {f"augment.{i}": g for i, g in enumerate(self.aug_gens)}
-
-    def save_checkpoint(self, path: str | Path) -> str:
-        state = self._state()
-        parts = {k: v for k, v in state.items() if k in self.run.knobs.checkpoint_parts}
-        self.saved_parts = dict.fromkeys(parts, True)
-        return save_checkpoint(parts, path)
+    def _checkpoint(self, name: str) -> None:
+        self.ctx.save_checkpoint(self._state(), name, flat=self.final_state())
 
     def load(self, path: str | Path) -> list[str]:
         """Resume from a checkpoint; returns the parts it lacked (left freshly initialised)."""
-        state = load_checkpoint(path, map_location=self.device)
-        expected = config_hash(self.run.config)
-        if "config_hash" in state and state["config_hash"] != expected:
+        state = self.ctx.load_checkpoint(path)
+        if "config_hash" in state and state["config_hash"] != config_hash(self.ctx.config):
             raise CheckpointError(f"checkpoint {str(path)!r} was written by a run with another "
                                   "config (seed, trainer, train or repro differ)")
         self.model.load_state_dict(state["model"])
@@ -245,16 +167,12 @@ class SupervisedTrainer:
         if "scheduler" in state:
             self.lr.scheduler.load_state_dict(state["scheduler"])
             self.lr.set_base_lr(self.lr.base_lr)
-        if "scaler" in state and self.scaler is not None and state["scaler"].get("enabled", True):
-            self.scaler.load_state_dict(state["scaler"])
+        if "scaler" in state:
+            self.ctx.precision.load_state_dict(state["scaler"])
         if "rng" in state:
-            restore_rng(state["rng"], self._generators())
+            self.ctx.restore_rng(state["rng"])
         self.position = dict(state.get("position", self.position))
-        if "agent" in state:
-            self.run.load_agent_state(state["agent"])
-        missing = [p for p in ("optimizer", "scheduler", "scaler", "rng", "agent")
-                   if p not in state]
-        return missing
+        return [p for p in ("optimizer", "scheduler", "scaler", "rng", "agent") if p not in state]
 
     def final_state(self) -> dict[str, torch.Tensor]:
         return flat_state(self.model, self.optimizer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nora.context import RunContext
 from nora.violations.base import BaseViolation, Fix
 
 
@@ -13,23 +14,23 @@ class AmpNan(BaseViolation):
     scope = "runtime"
     events = frozenset({"step"})
 
-    def inject(self, run) -> None:
-        k = run.knobs
-        k.amp, k.grad_scaler = True, False
-        k.static_loss_scale = run.config.violation.loss_scale
+    def inject(self, ctx: RunContext) -> None:
+        ctx.precision.drop_scaler(ctx.config.violation.loss_scale)
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
         if info.get("finite", True):
             return None
+        p = ctx.precision
         return {"loss": info.get("loss"), "nonfinite_grads": info.get("nonfinite_grads", []),
-                "amp": run.knobs.amp, "grad_scaler": run.knobs.grad_scaler,
-                "static_loss_scale": run.knobs.static_loss_scale}
+                "amp": p.amp, "grad_scaler": p.scaler is not None,
+                "static_loss_scale": p.static_loss_scale}
 
-    def fix(self, run) -> Fix:
+    def fix(self, ctx: RunContext) -> Fix:
         return Fix("enable_grad_scaler", {"dynamic_loss_scaling": True, "skip_step": True})
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        run.trainer.enable_grad_scaler()
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.precision.enable_scaler()
 
-    def validate(self, run) -> bool:
-        return run.knobs.grad_scaler and run.knobs.static_loss_scale is None
+    def validate(self, ctx: RunContext) -> bool:
+        # the overflowing step is skipped; dynamic scaling keeps later steps finite
+        return ctx.precision.scaler is not None and ctx.precision.skip_next

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nora.context import RunContext
 from nora.violations.base import BaseViolation, Fix
 
 
@@ -13,21 +14,19 @@ class AugLeak(BaseViolation):
     scope = "startup"
     events = frozenset({"eval"})
 
-    def inject(self, run) -> None:
-        run.knobs.eval_augment = True
+    def inject(self, ctx: RunContext) -> None:
+        ctx.apply_setting("evaluation.transform", "augment")
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        probe = info.get("eval_transform_probe")
-        if probe is None:
-            return None
-        same = probe()
-        return None if same else {"eval_transform": "random: two passes over one batch differ"}
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        x = ctx.evaluation.probe_input
+        return ctx.evaluation.probe(x) if x is not None else None
 
-    def fix(self, run) -> Fix:
-        return Fix("clean_eval_transform", {"eval_augment": False})
+    def fix(self, ctx: RunContext) -> Fix:
+        return Fix("clean_eval_transform", {"eval_transform": None})
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        run.knobs.eval_augment = False
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.apply_setting("evaluation.transform", None)
 
-    def validate(self, run) -> bool:
-        return run.trainer.evals_repeatable()
+    def validate(self, ctx: RunContext) -> bool:
+        x = ctx.evaluation.probe_input
+        return x is None or ctx.evaluation.probe(x) is None

@@ -1,15 +1,19 @@
-"""The protocol every violation implements; adding one is adding one module."""
+"""The protocol every violation implements; adding one is adding one module and one
+entry-point line (group ``nora.violations``).
+
+A violation acts only through the seams of a ``RunContext``: ``inject`` breaks a seam the way
+real code does, ``detect`` reads evidence from the live run (never a flag ``inject`` set),
+``apply`` mends the seam and ``validate`` checks by measurement that the mend took.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
-if TYPE_CHECKING:
-    from nora.run import Run
+from nora.context import RunContext
 
 Severity = Literal["low", "medium", "high"]
 Scope = Literal["startup", "runtime"]
-Event = Literal["startup", "step", "eval", "checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -24,33 +28,20 @@ class Fix:
 
 
 class Violation(Protocol):
-    """One reproducibility norm: how to break it for real, see it broken, and mend it.
-
-    ``scope`` is ``runtime`` when the violation shows while training runs (the agentic
-    agent watches those); ``startup`` ones are structural and only the norm_aware agent
-    checks them. ``events`` are the monitor events at which ``detect`` is asked.
-    """
+    """``scope`` is ``runtime`` when the violation shows while training runs (the agentic
+    agent watches those); ``startup`` ones are structural and only norm_aware checks them.
+    ``events`` are the monitor events at which ``detect`` is asked."""
 
     name: ClassVar[str]
     severity: ClassVar[Severity]
     scope: ClassVar[Scope]
     events: ClassVar[frozenset[str]]
-    applies_to: ClassVar[frozenset[str]]
 
-    def inject(self, run: Run) -> None:
-        """Change the run's knobs so the violation has its real effect."""
-
-    def detect(self, run: Run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        """Evidence that the violation is present at this event, or None."""
-
-    def fix(self, run: Run) -> Fix:
-        """Describe the remedy (without applying it)."""
-
-    def apply(self, run: Run, evidence: dict[str, Any]) -> None:
-        """Apply the remedy to the live run."""
-
-    def validate(self, run: Run) -> bool:
-        """Check, by measurement where possible, that the remedy took."""
+    def inject(self, ctx: RunContext) -> None: ...
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None: ...
+    def fix(self, ctx: RunContext) -> Fix: ...
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None: ...
+    def validate(self, ctx: RunContext) -> bool: ...
 
 
 class BaseViolation:
@@ -60,19 +51,18 @@ class BaseViolation:
     severity: ClassVar[Severity] = "high"
     scope: ClassVar[Scope] = "startup"
     events: ClassVar[frozenset[str]] = frozenset()
-    applies_to: ClassVar[frozenset[str]] = frozenset({"supervised", "ppo"})
 
-    def inject(self, run: Run) -> None:  # pragma: no cover - overridden
+    def inject(self, ctx: RunContext) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def detect(self, run: Run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
-    def fix(self, run: Run) -> Fix:  # pragma: no cover - overridden
+    def fix(self, ctx: RunContext) -> Fix:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def apply(self, run: Run, evidence: dict[str, Any]) -> None:  # pragma: no cover
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:  # pragma: no cover
         raise NotImplementedError
 
-    def validate(self, run: Run) -> bool:
-        return self.detect(run, "startup", {}) is None
+    def validate(self, ctx: RunContext) -> bool:
+        return self.detect(ctx, "startup", {}) is None

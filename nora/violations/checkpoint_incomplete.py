@@ -1,12 +1,14 @@
-"""Checkpoints that keep only the weights: a resume restarts the optimizer, the schedule
-and every RNG, so it parts ways with the uninterrupted run."""
+"""Checkpoints that keep only the weights and position: a resume restarts the optimizer,
+the schedule and every RNG, so it parts ways with the uninterrupted run."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from nora.checkpoint import FULL_STATE, audit, load_checkpoint
+from nora.context import RunContext
+from nora.seams import audit_contents
 from nora.violations.base import BaseViolation, Fix
+
+DROPPED = ("optimizer", "scheduler", "scaler", "rng", "agent")
 
 
 class CheckpointIncomplete(BaseViolation):
@@ -15,24 +17,27 @@ class CheckpointIncomplete(BaseViolation):
     scope = "runtime"
     events = frozenset({"checkpoint"})
 
-    def inject(self, run) -> None:
-        run.knobs.checkpoint_parts = ("model", "position")
+    def inject(self, ctx: RunContext) -> None:
+        ctx.checkpoints.drop = DROPPED
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        path, saved = info.get("path"), info.get("saved")
-        if path is None:
-            return None
-        missing = audit(saved if saved is not None else load_checkpoint(path))
-        return {"path": str(path), "missing": missing} if missing else None
+    def _missing(self, ctx: RunContext) -> list[str]:
+        state = ctx.checkpoints.read_last()  # the file as written, not what was meant
+        if state is None:
+            return []
+        return audit_contents(state, steps_done=ctx.step,
+                              amp=ctx.precision.scaler is not None,
+                              scheduled=ctx.optim.optimizer is not None)
 
-    def fix(self, run) -> Fix:
-        return Fix("save_full_state", {"parts": list(FULL_STATE)})
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        missing = self._missing(ctx)
+        return {"path": info.get("path"), "missing": missing} if missing else None
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        run.knobs.checkpoint_parts = FULL_STATE
-        path = evidence["path"]
-        run.note_checkpoint(Path(path), run.trainer.save_checkpoint(path))
+    def fix(self, ctx: RunContext) -> Fix:
+        return Fix("save_full_state", {"drop": []})
 
-    def validate(self, run) -> bool:
-        path = run.last_checkpoint
-        return path is not None and not audit(load_checkpoint(path))
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.checkpoints.drop = ()
+        ctx.checkpoints.resave()
+
+    def validate(self, ctx: RunContext) -> bool:
+        return not self._missing(ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nora.context import RunContext
 from nora.violations.base import BaseViolation, Fix
 
 
@@ -12,22 +13,21 @@ class EvalModeBug(BaseViolation):
     severity = "high"
     scope = "startup"
     events = frozenset({"eval"})
-    applies_to = frozenset({"supervised"})  # PPO's policy has no dropout or batch norm
 
-    def inject(self, run) -> None:
-        run.knobs.eval_mode = False
+    def inject(self, ctx: RunContext) -> None:
+        ctx.evaluation.set_eval_mode = False
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        if not info.get("model_training", False):
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        active = info.get("active_stochastic_modules", [])
+        if not (info.get("model_training") and active):
             return None
-        return {"model.training": True,
-                "stochastic_modules": info.get("stochastic_modules", [])}
+        return {"model.training": True, "active_stochastic_modules": active}
 
-    def fix(self, run) -> Fix:
+    def fix(self, ctx: RunContext) -> Fix:
         return Fix("force_eval_mode", {"model.eval()": True})
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        run.knobs.eval_mode = True
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.evaluation.force_eval_mode()
 
-    def validate(self, run) -> bool:
-        return run.trainer.evals_repeatable()
+    def validate(self, ctx: RunContext) -> bool:
+        return ctx.evaluation.repeatable()

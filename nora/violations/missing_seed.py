@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nora.context import RunContext
 from nora.seeding import entropy_seed
 from nora.violations.base import BaseViolation, Fix
 
@@ -15,24 +16,23 @@ class MissingSeed(BaseViolation):
     scope = "startup"
     events = frozenset({"startup"})
 
-    def inject(self, run) -> None:
-        run.knobs.seed = entropy_seed()
-        run.knobs.seeded = False
+    def inject(self, ctx: RunContext) -> None:
+        ctx.generators.reseed(entropy_seed(), "entropy")
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        if run.knobs.seeded:
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        unseeded = sorted(k for k, src in ctx.generators.provenance.items() if src != "config")
+        if not unseeded:
             return None
-        return {"seed": None, "generators": "seeded from OS entropy; reruns cannot match"}
+        return {"streams": unseeded, "source": ctx.generators.source,
+                "entropy_seed": ctx.seed,
+                "why": "generators start from OS entropy: reruns differ (the drawn seed is "
+                       "recorded so a replay can still reproduce this run)"}
 
-    def _target(self, run) -> int:
-        return run.config.seed if run.config.seed is not None else DEFAULT_SEED
+    def _target(self, ctx: RunContext) -> int:
+        return ctx.config.seed if ctx.config.seed is not None else DEFAULT_SEED
 
-    def fix(self, run) -> Fix:
-        return Fix("set_seed", {"seed": self._target(run), "deterministic": True})
+    def fix(self, ctx: RunContext) -> Fix:
+        return Fix("set_seed", {"seed": self._target(ctx)})
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        target = self._target(run)
-        run.knobs.seed, run.knobs.seeded = target, True
-
-    def validate(self, run) -> bool:
-        return run.knobs.seeded and run.knobs.seed == self._target(run)
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.generators.reseed(self._target(ctx), "config")

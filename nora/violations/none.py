@@ -1,6 +1,7 @@
 """The clean baseline: nothing injected."""
 from __future__ import annotations
 
+from nora.context import RunContext
 from nora.violations.base import BaseViolation, Fix
 
 
@@ -8,8 +9,8 @@ class NoViolation(BaseViolation):
     name = "none"
     severity = "low"
 
-    def inject(self, run) -> None:
+    def inject(self, ctx: RunContext) -> None:
         return None
 
-    def fix(self, run) -> Fix:
+    def fix(self, ctx: RunContext) -> Fix:
         return Fix("none", {})

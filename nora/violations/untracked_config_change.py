@@ -2,9 +2,9 @@
 describes the run, so replaying it cannot reproduce it."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from nora.context import RunContext
 from nora.violations.base import BaseViolation, Fix
 
 
@@ -14,32 +14,31 @@ class UntrackedConfigChange(BaseViolation):
     scope = "runtime"
     events = frozenset({"step"})
 
-    def inject(self, run) -> None:
-        run.knobs.extra["untracked_lr_edit"] = True
+    def inject(self, ctx: RunContext) -> None:
+        return None  # the edit happens mid-run, in on_step
 
-    def on_step(self, run, step: int) -> None:
+    def on_step(self, ctx: RunContext, step: int) -> bool:
         """The injection proper: someone edits the learning rate by hand at one step."""
-        if not run.knobs.extra.get("untracked_lr_edit"):
-            return
-        at = max(1, int(run.total_steps * run.config.violation.at_fraction))
-        if step == min(at, max(run.total_steps - 1, 0)):  # short runs still get the edit
-            run.trainer.set_lr(run.trainer.base_lr * run.config.violation.lr_factor)
-            run.injected_t = time.perf_counter()
+        at = max(1, int(ctx.total_steps * ctx.config.violation.at_fraction))
+        if step != min(at, max(ctx.total_steps - 1, 0)):  # short runs still get the edit
+            return False
+        ctx.optim.set_base(ctx.optim.base_lr * ctx.config.violation.lr_factor)
+        return True
 
-    def detect(self, run, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
-        if run.trainer is None:
+    def detect(self, ctx: RunContext, event: str, info: dict[str, Any]) -> dict[str, Any] | None:
+        recorded = ctx.recorded["train.lr"]
+        groups = ctx.optim.mismatches(recorded)
+        if not groups:
             return None
-        actual, recorded = run.trainer.base_lr, run.tracked["train.lr"]
-        if actual == recorded:
-            return None
-        return {"key": "train.lr", "recorded": recorded, "actual": actual}
+        return {"key": "train.lr", "recorded": recorded, "actual": ctx.optim.base_lr,
+                "param_groups": groups}
 
-    def fix(self, run) -> Fix:
-        return Fix("record_config_change", {"key": "train.lr", "value": run.trainer.base_lr})
+    def fix(self, ctx: RunContext) -> Fix:
+        return Fix("record_config_change", {"key": "train.lr", "value": ctx.optim.base_lr})
 
-    def apply(self, run, evidence: dict[str, Any]) -> None:
-        run.record_change("train.lr", evidence["recorded"], evidence["actual"],
+    def apply(self, ctx: RunContext, evidence: dict[str, Any]) -> None:
+        ctx.record_change("train.lr", evidence["recorded"], evidence["actual"],
                           source="agent:record_untracked", force=True)
 
-    def validate(self, run) -> bool:
-        return run.trainer.base_lr == run.tracked["train.lr"]
+    def validate(self, ctx: RunContext) -> bool:
+        return not ctx.optim.mismatches(ctx.recorded["train.lr"])
