@@ -25,8 +25,8 @@ EVENTS = ("startup", "step", "eval", "checkpoint")
 
 
 class Run:
-    def __init__(self, config: RunConfig, run_dir: Path) -> None:
-        self.config, self.run_dir = config, run_dir
+    def __init__(self, config: RunConfig, run_dir: Path, *, controlled: bool = True) -> None:
+        self.config, self.run_dir, self.controlled = config, run_dir, controlled
         self.violation = get_violation(config.violation.name)
         self.ctx: RunContext | None = None
         self.t0 = self.injected_t = time.perf_counter()
@@ -122,11 +122,13 @@ class Run:
     def _finding(self, v: Any, event: str, evidence: dict[str, Any]) -> None:
         injected = v.name == self.config.violation.name
         present = v.name in self._configured
+        # a built-in trainer's code is known clean, so a finding neither injected nor
+        # configured is a false positive; in a user's code it may be real (None: unknown)
+        false_positive = not (injected or present) if self.controlled else None
         self.findings.append({
             "violation": v.name, "severity": v.severity,
             "source": "injected" if injected else "present", "event": event,
-            "step": self.step, "evidence": evidence,
-            "false_positive": not (injected or present),
+            "step": self.step, "evidence": evidence, "false_positive": false_positive,
             "time_sec": time.perf_counter() - self.injected_t})
 
     def _decide(self, decision: dict[str, Any]) -> None:

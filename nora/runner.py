@@ -101,7 +101,7 @@ def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tupl
     }
     findings = run.findings
     hits = [f for f in findings if f["violation"] == injected]
-    false_pos = sum(f["false_positive"] for f in findings)
+    false_pos = sum(f["false_positive"] is True for f in findings)
     severity: dict[str, int] = {}
     for f in findings:
         severity[f["severity"]] = severity.get(f["severity"], 0) + 1
@@ -138,7 +138,7 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
     trainer_cls = load("trainer", config.trainer.name)
-    run = Run(config, run_dir)
+    run = Run(config, run_dir, controlled=trainer_cls.__module__.startswith("nora."))
     started = datetime.now().isoformat(timespec="seconds")
     env = environment(str(device))
     seed, source = (config.seed, "config") if config.seed is not None else (entropy_seed(),

@@ -25,6 +25,32 @@ def group_choices(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+REGISTERED = ("trainer", "violation")
+
+
+def _register_preset(group: str, name: str) -> bool:
+    """A registered trainer or violation without a YAML preset (a user's, by entry point or
+    dotted path) gets one in Hydra's ConfigStore: its own schema's defaults fill the rest,
+    and a trainer starts from the supervised preset's ``train`` values."""
+    from nora.registry import is_dotted, names
+
+    if name in group_choices(group) or not (is_dotted(name) or name in names(group)):
+        return False
+    import yaml
+    from hydra.core.config_store import ConfigStore
+
+    preset = "supervised" if group == "trainer" else "none"
+    text = resources.files(CONFIG_MODULE).joinpath(group, f"{preset}.yaml").read_text()
+    base = yaml.safe_load(text)
+    if group == "trainer":
+        node = {"trainer": {"name": name}, "train": base["train"]}
+    else:
+        node = {**base, "name": name}
+    ConfigStore.instance().store(group=group, name=name, node=node,
+                                 package="_global_" if group == "trainer" else None)
+    return True
+
+
 def _check_override_syntax(overrides: Sequence[str]) -> None:
     for ov in overrides:
         if not isinstance(ov, str) or "=" not in ov:
@@ -32,6 +58,8 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
                               f"(e.g. regime=strict, train.epochs=2)")
         key, value = ov.split("=", 1)
         key = key.lstrip("+~")
+        if key in REGISTERED and _register_preset(key, value):
+            continue
         if key in GROUPS and value not in group_choices(key):
             raise ConfigError(f"{key}={value!r} is not a known preset; "
                               f"valid choices: {', '.join(group_choices(key))}")
