@@ -43,7 +43,14 @@ def _register_preset(group: str, name: str) -> bool:
     text = resources.files(CONFIG_MODULE).joinpath(group, f"{preset}.yaml").read_text()
     base = yaml.safe_load(text)
     if group == "trainer":
-        node = {"trainer": {"name": name}, "train": base["train"]}
+        from pydantic_core import PydanticUndefined
+
+        from nora.registry import load
+
+        fields = load("trainer", name).Config.model_fields
+        defaults = {k: f.default for k, f in fields.items()
+                    if k != "name" and f.default is not PydanticUndefined}
+        node = {"trainer": {"name": name, **defaults}, "train": base["train"]}
     else:
         node = {**base, "name": name}
     ConfigStore.instance().store(group=group, name=name, node=node,
