@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nora.analysis.attribution import attribute
 from nora.analysis.rundir import (MISSING, THREADS_NOTE, compare_steps, diff_manifests,
                                   format_step_table, load_run, manifest_line, run_cause)
 from nora.errors import NoraError
@@ -237,6 +238,7 @@ def _compare_runs(pa: Path, pb: Path, labels: tuple[str, str]) -> Comparison:
     structural = bool(details)
     first, table = None, []
     if ra["steps"] is not None and rb["steps"] is not None:
+        _from_resume(ra, rb)
         first, step_details, table = compare_steps(ra["steps"], rb["steps"], labels)
         details += step_details
     divergent, max_diff = [], 0.0
@@ -256,8 +258,22 @@ def _compare_runs(pa: Path, pb: Path, labels: tuple[str, str]) -> Comparison:
     cause = "" if identical else run_cause(first, table, phrase, manifest_diff, structural)
     hint = (_identical_hint(manifest_diff) if identical else
             _hint(structural, manifest_diff, first, min(recorded, default=None)))
+    why = None
+    if first is not None and ra["steps"] is not None and rb["steps"] is not None:
+        why = attribute(first, ra["steps"].get(first), rb["steps"].get(first),
+                        manifest_diff.get("env.torch_threads"))
+    if why is not None and not structural:
+        cause, hint = f"{why.message}; {cause}" if cause else why.message, why.hint
     return Comparison(identical, math.inf if structural else max_diff, first, divergent,
                       manifest_diff, details, cause, hint, table, labels)
+
+
+def _from_resume(ra: dict[str, Any], rb: dict[str, Any]) -> None:
+    """A resumed run records only the steps after its checkpoint: compare from there."""
+    for run, other in ((ra, rb), (rb, ra)):
+        if (run["manifest"] or {}).get("resumed_from") and run["steps"]:
+            start = min(run["steps"])
+            other["steps"] = {s: r for s, r in other["steps"].items() if s >= start}
 
 
 def _hint(structural: bool, manifest_diff: Mapping[str, tuple], first: int | None,
