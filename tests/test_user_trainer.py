@@ -42,14 +42,16 @@ def _run(tmp_path: Path, *overrides: str) -> nora.RunResult:
         return exc.result
 
 
+@pytest.mark.parametrize("mode", ["norm_aware", pytest.param("agentic", marks=pytest.mark.slow),
+                                  pytest.param("pipeline", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("regime", ["strict", "balanced", "exploratory"])
 @pytest.mark.parametrize("violation", ["none", "missing_seed", "nondeterminism_enabled",
                                        "untracked_config_change", "amp_nan", "eval_mode_bug",
                                        "aug_leak", "checkpoint_incomplete"])
-def test_user_trainer_gives_the_expected_outcomes(wine_site, tmp_path, regime, violation):
+def test_user_trainer_gives_the_expected_outcomes(wine_site, tmp_path, mode, regime, violation):
     assert "wine" in registry.names("trainer")
-    r = _run(tmp_path, "modes=norm_aware", f"regime={regime}", f"violation={violation}")
-    assert r.outcome == nora.expected_outcome("norm_aware", regime, violation)
+    r = _run(tmp_path, f"modes={mode}", f"regime={regime}", f"violation={violation}")
+    assert r.outcome == nora.expected_outcome(mode, regime, violation)
     assert {f["violation"] for f in r.findings} <= {violation}
     assert r.false_positives == 0
 
