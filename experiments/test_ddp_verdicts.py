@@ -49,3 +49,8 @@ def test_ddp_vs_single_process_double_batch_within_tolerance(runs, nora_record):
     cmp = nora.compare(runs["ddp_plain"].state, runs["single_2b"].state)
     nora_record("ddp_vs_single_2b_max_abs_diff", cmp.max_abs_diff)
     assert 0 < cmp.max_abs_diff <= DDP_VS_SINGLE_TOLERANCE, cmp.report()
+
+
+def test_check_ddp_as_a_library_call(tmp_path):
+    verdict = nora.check_ddp([*BASE, "train.max_steps=3"], run_dir=tmp_path)
+    assert verdict.identical, verdict.report()

@@ -17,7 +17,7 @@ _LAZY = {
     "expected_outcome": "nora.agent.outcomes",
     "Comparison": "nora.analysis", "assert_identical": "nora.analysis",
     "check_environment": "nora.analysis", "check_reproducible": "nora.analysis",
-    "compare": "nora.analysis",
+    "compare": "nora.analysis", "check_ddp": "nora.analysis",
     "ConfigChange": "nora.config", "RunConfig": "nora.config", "load_config": "nora.config",
     "fingerprint": "nora.hashing",
     "replay": "nora.replaying",
