@@ -77,7 +77,7 @@ def _mark_nonfinite(ax: plt.Axes, curves: list[list[tuple[int, float]]]) -> None
     text = f"loss not finite from step {first}" if finite else "loss not finite at any step"
     ax.text(0.5, 0.5 if not finite else 0.92, text, transform=ax.transAxes, ha="center",
             va="center", fontsize=8, color="#c62828")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     if not finite:
         steps = [s for c in curves for s, _ in c]
         ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
@@ -118,7 +118,7 @@ def curves_figure(records: Sequence[Mapping[str, Any]],
         ax.set_xlabel("step", fontsize=8)
         ax.set_ylabel("loss", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
     handles = [Line2D([], [], color="#5c6bc0", lw=0.8, alpha=0.6, label="one run per seed"),
@@ -157,7 +157,9 @@ def timeline_figure(records: Sequence[Mapping[str, Any]],
     ax.set_yticks(range(len(shown)), labels, fontsize=7)
     ax.set_ylim(len(shown) - 0.5, -0.5)
     ax.grid(axis="y", color="#eeeeee", zorder=0)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    steps = [d.get("step") or 0 for r in shown for d in r["agent_decisions"]]
+    ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)   # whole steps, also for one step
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("step")
     ax.legend(title="agent action", fontsize=7, title_fontsize=7, loc="upper left",
               bbox_to_anchor=(1.01, 1.0), frameon=False)
