@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from nora.checkpoint import load_checkpoint, save_checkpoint
 from nora.errors import CheckpointError
 from nora.hashing import fingerprint
+from nora.progress import progress_bar
 from nora.seeding import torch_generator
 from nora.trainers.common import capture_rng, config_hash, flat_state, restore_rng
 from nora.trainers.ppo_engine import PPOLearner
@@ -93,8 +93,7 @@ class PPOTrainer:
     def fit(self) -> dict[str, Any]:
         run, train = self.run, self.run.config.train
         start = self.learner.iteration_index
-        bar = tqdm(total=self.total_steps, initial=start, disable=not self.progress,
-                   desc="ppo", unit="iter", leave=False)
+        bar = progress_bar(self.total_steps, "ppo", self.progress, initial=start, unit="iter")
         metrics: dict[str, Any] = {}
         for i in range(start, self.total_steps):
             run.begin_step(i, i)

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from nora.checkpoint import load_checkpoint, save_checkpoint
 from nora.errors import CheckpointError
 from nora.hashing import fingerprint
+from nora.progress import progress_bar
 from nora.seeding import torch_generator
 from nora.trainers.common import ScheduledLR, capture_rng, config_hash, flat_state, restore_rng
 from nora.trainers.data import BatchIndexDataset, augment, load_digits
@@ -131,8 +131,7 @@ class SupervisedTrainer:
     def fit(self) -> dict[str, Any]:
         run, cfg = self.run, self.train_cfg
         step = self.position["step"]
-        bar = tqdm(total=self.total_steps, initial=step, disable=not self.progress,
-                   desc="train", unit="step", leave=False)
+        bar = progress_bar(self.total_steps, "train", self.progress, initial=step, unit="step")
         for epoch in range(self.position["epoch"], cfg.epochs):
             if step >= self.total_steps:
                 break
