@@ -202,3 +202,15 @@ def test_report_renders_in_headless_chromium(runs, tmp_path):
     red = sum(n for n, (r, g, b) in colours if (r, g, b) == (0xc6, 0x28, 0x28))
     assert red > 5_000                # the failed-gate banner and halted cells are painted
     assert len(colours) > 200         # plots, not a blank page
+
+
+def test_a_loss_that_goes_non_finite_is_marked_not_left_blank():
+    nan = float("nan")
+    record = {"status": "done", "trainer": "supervised", "mode": "pipeline",
+              "regime": "balanced", "violation": "amp_nan", "label": "r",
+              "curve": [(0, 2.4), (1, nan), (2, nan), (3, nan)]}
+    fig, _ = curves_figure([record])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["loss not finite from step 1"]
+    assert ax.get_xlim() == (-0.5, 3.5)
+    assert ax.lines[0].get_marker() == "o"      # the one finite point is visible

@@ -77,10 +77,9 @@ def _mark_nonfinite(ax: plt.Axes, curves: list[list[tuple[int, float]]]) -> None
     text = f"loss not finite from step {first}" if finite else "loss not finite at any step"
     ax.text(0.5, 0.5 if not finite else 0.92, text, transform=ax.transAxes, ha="center",
             va="center", fontsize=8, color="#c62828")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    steps = [s for c in curves for s, _ in c]          # the whole run, not its finite part
+    ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
     if not finite:
-        steps = [s for c in curves for s, _ in c]
-        ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
         ax.set_yticks([])
 
 
@@ -106,7 +105,7 @@ def curves_figure(records: Sequence[Mapping[str, Any]],
         curves = [r["curve"] for r in group]
         for curve in curves:      # a curve of one or two points is drawn as dots too
             ax.plot(*zip(*curve), lw=0.8, alpha=0.45, color="#5c6bc0",
-                    marker="o" if len(curve) < 3 else None, ms=3)
+                    marker="o" if sum(math.isfinite(v) for _, v in curve) < 3 else None, ms=3)
         if len(curves) > 1:
             steps, mean, half = _band(curves)
             ax.fill_between(steps, mean - half, mean + half, color="grey", alpha=0.3, lw=0)
