@@ -1,5 +1,6 @@
-# `make run` trains the default experiment; `make test` runs the suite. Both set up
-# .venv on first use (torch 2.13.0 CPU build from this machine's disk when present).
+# `make run` trains the default experiment; `make test` runs the suite; `make bench` runs
+# every benchmark in quick mode (`make bench FULL=1`: the sizes the README's figures use).
+# All set up .venv on first use (torch 2.13.0 CPU build from this machine's disk when present).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,3 +19,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# quick mode: fewer repetitions and smaller sizes; each benchmark still alternates its two
+# sides and ends with its `<what> ratio: <x.xx>` line
+QUICK = $(if $(FULL),,1)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_overhead.py $(if $(QUICK),--reps 3 --epochs 1)
+	$(BIN)/python benchmarks/bench_isolation.py $(if $(QUICK),--reps 3 --mb 50)
+	$(BIN)/python benchmarks/bench_ppo.py $(if $(QUICK),--reps 1 --steps 10000)
+	$(BIN)/python benchmarks/bench_xdist.py $(if $(QUICK),--rounds 1 --sizes ci)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,6 +16,10 @@ from pathlib import Path
 from nora.errors import ConfigError, NoraError
 
 EXIT_OK, EXIT_VERDICT, EXIT_USAGE, EXIT_HALTED = 0, 1, 2, 3
+log = logging.getLogger("nora")
+# Hydra logs to the console and to <run>/train.log; the console gets the short form
+_CONSOLE_LOG = ["++hydra.job_logging.formatters.brief.format='[nora] %(message)s'",
+                "hydra.job_logging.handlers.console.formatter=brief"]
 
 
 def _expand(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
@@ -68,12 +73,16 @@ def _summarize_sweep(sweep_dir: Path) -> int:
     return EXIT_HALTED if "halted" in statuses else EXIT_OK
 
 
-def cmd_train(overrides: list[str], multirun: bool) -> int:
+def cmd_train(overrides: list[str], multirun: bool, cfg: str | None = None) -> int:
     import hydra
     from omegaconf import OmegaConf
 
     from nora.config.compose import load_config
 
+    if cfg == "job":
+        from nora.cli_help import composed_yaml
+        print(composed_yaml(_expand(overrides, multirun)), end="")
+        return EXIT_OK
     for job in _expand(overrides, multirun):
         load_config(job)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
@@ -81,6 +90,8 @@ def cmd_train(overrides: list[str], multirun: bool) -> int:
     extra = [f"hydra.run.dir=runs/{stamp}", f"hydra.sweep.dir=runs/multirun_{stamp}",
              "hydra.job.name=train"]
     extra = [e for e in extra if e.split("=", 1)[0] not in keys]
+    if not any("job_logging" in k for k in keys):
+        extra += _CONSOLE_LOG
     sweep_dir = Path(next(e for e in extra + overrides if e.startswith("hydra.sweep.dir="))
                      .split("=", 1)[1]) if multirun else None
     status: dict[str, int] = {}
@@ -105,18 +116,47 @@ def _run_job(data: dict, multirun: bool) -> int:
 
     data.pop("hydra", None)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    for handler in logging.getLogger().handlers:    # Hydra's console handler, not its file
+        if type(handler) is logging.StreamHandler and _not_file_only not in handler.filters:
+            handler.addFilter(_not_file_only)
     config = validate(data)
+    name = (f"{config.mode.name}/{config.regime.name}/{config.violation.name} "
+            f"seed={config.seed}")
+    log.info("%s: %s, %s epoch(s), device %s; records in %s", name, config.trainer.name,
+             config.train.epochs, config.device, run_dir)
     try:
         result = train(config, run_dir=run_dir, progress=True)
     except NormViolationError as exc:
+        _log_decisions(getattr(exc.result, "decisions", None) or [])
+        log.error("HALTED: %s", exc, extra={"file_only": True})
         print(f"[nora] HALTED: {exc}\n[nora] records: {run_dir}", file=sys.stderr)
         return EXIT_HALTED
-    acc = result.metrics.get("accuracy", result.metrics.get("mean_return"))
-    print(f"[nora] {config.mode.name}/{config.regime.name}/{config.violation.name} "
-          f"seed={config.seed}: outcome={result.outcome} (expected {result.expected_outcome}), "
-          f"decisions={len(result.decisions)}, final metric={acc}, "
-          f"fingerprint={result.fingerprint}\n[nora] records: {run_dir}")
+    _log_decisions(result.decisions)
+    log.info("%s: outcome=%s (expected %s), decisions=%d, %s, fingerprint=%s", name,
+             result.outcome, result.expected_outcome, len(result.decisions),
+             _headline(result.metrics), result.fingerprint)
+    log.info("records: %s", run_dir)
     return EXIT_OK
+
+
+def _not_file_only(record: logging.LogRecord) -> bool:
+    """Records marked ``file_only`` (already printed to stderr) go to train.log only."""
+    return not getattr(record, "file_only", False)
+
+
+def _headline(metrics: dict) -> str:
+    """The run's main metric, named: ``accuracy=0.9722`` (``mean_return`` for PPO)."""
+    for key in ("accuracy", "mean_return", "greedy_return"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)):
+            return f"{key}={value:.4f}"
+    return "no final metric"
+
+
+def _log_decisions(decisions: Sequence[dict]) -> None:
+    for d in decisions:
+        log.info("agent %s on %s at step %s: %s", d.get("agent_action"),
+                 d.get("violation_name"), d.get("step"), d.get("message"))
 
 
 def cmd_replay(run_dir: str) -> int:
@@ -127,13 +167,28 @@ def cmd_replay(run_dir: str) -> int:
     return EXIT_OK if verdict.reproducible else EXIT_VERDICT
 
 
+class _TrainParser(argparse.ArgumentParser):
+    """``train --help`` lists every config group's choices, read only when asked for."""
+
+    def format_help(self) -> str:
+        if self.prog.endswith(" train") and not self.epilog:
+            from nora.cli_help import train_epilog
+            self.epilog = train_epilog()
+        return super().format_help()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m nora", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_train = sub.add_parser("train", help="train one run (or a sweep with --multirun)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_TrainParser)
+    p_train = sub.add_parser("train", help="train one run (or a sweep with --multirun)",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     p_train.add_argument("overrides", nargs="*", help="key=value, e.g. regime=strict")
     p_train.add_argument("--multirun", "-m", action="store_true",
-                         help="sweep comma lists (regime=balanced,strict seed=1,2)")
+                         help="sweep comma lists (regime=balanced,strict seed=1,2); "
+                              "anywhere among the overrides")
+    p_train.add_argument("--cfg", choices=["job"], default=None,
+                         help="print the composed config of each job and exit (no run)")
     p_replay = sub.add_parser("replay", help="re-execute a run from its manifest")
     p_replay.add_argument("run_dir")
     p_cmp = sub.add_parser("compare", help="verdict, first divergent step and tensors")
@@ -141,10 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
     p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
-    args = parser.parse_args(argv)
+    if argv[:1] == ["train"]:    # options anywhere among the overrides, as Hydra allows
+        args = p_train.parse_intermixed_args(argv[1:], argparse.Namespace(command="train"))
+    else:
+        args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            return cmd_train(args.overrides, args.multirun)
+            return cmd_train(args.overrides, args.multirun, args.cfg)
         if args.command == "replay":
             return cmd_replay(args.run_dir)
         if args.command == "compare":

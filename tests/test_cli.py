@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,18 @@ def test_default_train_needs_no_arguments(tmp_path):
     assert (cfg["mode"]["name"], cfg["regime"]["name"], cfg["trainer"]["name"]) == (
         "norm_aware", "balanced", "supervised")
     assert manifest["metrics"]["accuracy"] > 0.9 and "outcome=clean" in proc.stdout
+    # the final line names its metric, rounded; no unnamed 17-digit number
+    assert re.search(r"outcome=clean .*accuracy=0\.\d{4},", proc.stdout)
+    assert not re.search(r"\d\.\d{9,}", proc.stdout)
+    # piped: progress is a few short lines (stdout and stderr), not one redrawn bar
+    lines = (proc.stdout + proc.stderr).split("\n")
+    assert max(map(len, lines)) < 300 and "\r" not in proc.stderr
+    progress = [ln for ln in lines if re.search(r"train: \d+/\d+ steps", ln)]
+    assert 5 <= len(progress) <= 12
+    # train.log holds the run's start, progress and result
+    log = (run / "train.log").read_text()
+    assert "supervised, 5 epoch(s)" in log and "steps (100%)" in log
+    assert "outcome=clean (expected clean)" in log and f"records: {run}" in log
 
 
 def test_strict_missing_seed_halts_with_exit_3_and_names_the_fix(tmp_path):
@@ -41,13 +54,16 @@ def test_strict_missing_seed_halts_with_exit_3_and_names_the_fix(tmp_path):
     assert proc.returncode == 3
     assert "missing_seed" in proc.stderr and "set_seed" in proc.stderr
     (run,) = run_dirs(tmp_path)
+    log = (run / "train.log").read_text()
+    assert "agent halt on missing_seed" in log and "HALTED:" in log
+    assert "HALTED" not in proc.stdout     # said once, on stderr
     assert read_json(run / "norms" / "agent_metrics.json")["halts"] == 1
 
 
 def test_multirun_compares_three_regimes(tmp_path):
-    proc = nora_cli(tmp_path, "train", "--multirun", "modes=norm_aware",
-                    "regime=balanced,strict,exploratory", "violation=missing_seed", "seed=42",
-                    *SMALL)
+    proc = nora_cli(tmp_path, "train", "modes=norm_aware",
+                    "regime=balanced,strict,exploratory", "--multirun",
+                    "violation=missing_seed", "seed=42", *SMALL)
     assert proc.returncode == 3, proc.stderr  # one job halted
     (sweep,) = run_dirs(tmp_path)
     assert sweep.name.startswith("multirun_")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -67,9 +66,7 @@ def config_hash(config: Any) -> str:
 
 
 def progress_bar(total: int, initial: int, desc: str, *, enabled: bool) -> Any:
-    """A tqdm bar on a terminal; piped output gets no carriage-return line at all."""
-    from tqdm.auto import tqdm
+    """A bar on a terminal; piped output gets a few short progress lines instead."""
+    from nora.progress import progress_bar as _bar
 
-    on = enabled and sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, disable=not on, desc=desc, unit="step",
-                leave=False)
+    return _bar(total, desc, enabled, initial=initial)
