@@ -51,7 +51,11 @@ def defaults() -> dict[str, str]:
 
 def choices() -> dict[str, list[str]]:
     """Every config group a ``train`` override can pick from, with its choices."""
+    from nora.registry import names
+
     out = {g: group_choices(g) for g in _conf_groups()}
+    for group in ("trainer", "violation"):  # registered ones too, YAML preset or not
+        out[group] = sorted(set(out.get(group, [])) | set(names(group)))
     for group in HYDRA_GROUPS:
         out[group] = _hydra_choices(group)
     return out
