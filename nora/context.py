@@ -83,8 +83,10 @@ class RunContext:
     def seed(self) -> int:
         return self.generators.seed
 
-    def generator(self, *names: object, device: str = "cpu") -> torch.Generator:
-        return self.generators.get(*names, device=device)
+    def generator(self, *names: object, device: str = "cpu", per_epoch: bool = False
+                  ) -> torch.Generator:
+        """A generator seeded from the run seed for one named stream (see ``Generators``)."""
+        return self.generators.get(*names, device=device, per_epoch=per_epoch)
 
     def apply_determinism(self) -> None:
         set_determinism(self.deterministic, cudnn_benchmark=self.cudnn_benchmark)

@@ -88,14 +88,15 @@ class WineTrainer:
         step = self.position["step"]
         for epoch in range(self.position["epoch"], train.epochs):
             start = self.position["batch"] if epoch == self.position["epoch"] else 0
-            order = torch.randperm(len(self.y), generator=ctx.generator("order", epoch))
+            order = torch.randperm(len(self.y),
+                                   generator=ctx.generator("order", epoch, per_epoch=True))
             batches = [order[i:i + train.batch_size].tolist()
                        for i in range(0, len(order), train.batch_size)][start:]
             self.model.train()
             # a loader without a generator draws its base seed from the global RNG, which
             # would shift dropout after a resume: give it its own stream
             loader = ctx.dataloader(Rows(self.x, self.y), sampler=batches,
-                                    generator=ctx.generator("loader", epoch))
+                                    generator=ctx.generator("loader", epoch, per_epoch=True))
             for b, (x, y) in enumerate(loader, start=start):
                 if step >= self.total_steps:
                     break

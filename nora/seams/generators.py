@@ -16,14 +16,21 @@ class Generators:
         self._made: dict[str, torch.Generator] = {}
         self.provenance: dict[str, str] = {"global": source}
 
-    def get(self, *names: object, device: str = "cpu") -> torch.Generator:
-        """The generator of one named stream (``get("augment", rank)``), created once."""
+    def get(self, *names: object, device: str = "cpu", per_epoch: bool = False
+            ) -> torch.Generator:
+        """The generator of one named stream (``get("augment", rank)``), created once.
+        ``per_epoch``: the last name is an epoch, and the previous epoch's generator of the
+        stream is forgotten (its state no longer matters to the run)."""
         key = ".".join(str(n) for n in names)
+        if per_epoch and key not in self._made:
+            prefix = ".".join(str(n) for n in names[:-1]) + "."
+            for old in [k for k in self._made if k.startswith(prefix)]:
+                del self._made[old]
         if key not in self._made:
             g = torch.Generator(device=device)
             g.manual_seed(derive_seed(self.seed, *names))
             self._made[key] = g
-            self.provenance[key] = self.source
+            self.provenance[key.rsplit(".", 1)[0] if per_epoch else key] = self.source
         return self._made[key]
 
     def adopt(self, key: str, generator: torch.Generator) -> torch.Generator:

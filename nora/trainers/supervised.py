@@ -57,11 +57,13 @@ class SupervisedTrainer:
     # --- data ----------------------------------------------------------------------
     def _batches(self, epoch: int, start: int) -> Any:
         n, bs = len(self.data.y_train), self.train_cfg.batch_size
-        order = torch.randperm(n, generator=self.ctx.generator("order", epoch))
+        order = torch.randperm(n, generator=self.ctx.generator("order", epoch,
+                                                               per_epoch=True))
         batches = self.shards.batches(order, bs)[start:]
         return self.ctx.dataloader(BatchIndexDataset(self.data.x_train, self.data.y_train),
                                    sampler=batches,
-                                   generator=self.ctx.generator("loader", epoch))
+                                   generator=self.ctx.generator("loader", epoch,
+                                                                per_epoch=True))
 
     # --- training ------------------------------------------------------------------
     def _backward(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> float:
