@@ -6,6 +6,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nora.config.tracking import TrackingConfig
+
 ModeName = Literal["pipeline", "agentic", "norm_aware"]
 RegimeName = Literal["strict", "balanced", "exploratory"]
 ViolationName = Literal["none", "missing_seed", "nondeterminism_enabled",
@@ -139,6 +141,7 @@ class RunConfig(_Frozen):
     device: str
     resume_from: str | None
     replay_changes: tuple[ConfigChange, ...]
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("device")
     @classmethod
