@@ -141,11 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
     p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
-    from nora import cli_package
-    cli_package.add_parser(sub)
+    from nora import cli_hpo, cli_package
+    extra = {"package": cli_package, "hpo": cli_hpo}
+    for module in extra.values():
+        module.add_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "package":
-        return cli_package.run(args)
+    if args.command in extra:
+        return extra[args.command].run(args)
     try:
         if args.command == "train":
             return cmd_train(args.overrides, args.multirun)
