@@ -11,6 +11,8 @@ import pytest
 import nora
 from nora.tracking import TrackingConfig, TrackingError, log_run, read_run
 
+pytest_plugins = ["pytester"]
+
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("tensorboard")
 
@@ -104,3 +106,41 @@ def test_none_logs_nothing_and_bad_input_is_named(tmp_path: Path, run_dir: Path)
     with pytest.raises(nora.errors.ConfigError, match="tracking='wandb'.*mlflow, none, "
                                                       "tensorboard"):
         nora.load_config(["tracking=wandb"])
+
+
+GATED_SESSION = """
+import pytest
+
+TINY = ["train.epochs=1", "trainer.train_subset=64", "train.batch_size=32"]
+
+@pytest.mark.nora(overrides=TINY)
+def test_clean(seeded_trainer, nora_record):
+    seeded_trainer.fit()
+    nora_record.verdict("accuracy_above_99", False, "one epoch on 64 images")
+
+@pytest.mark.nora(violation="eval_mode_bug", regime="balanced", overrides=TINY)
+def test_fixed(seeded_trainer):
+    assert seeded_trainer.fit().outcome == "fixed"
+"""
+
+
+def test_gated_pytest_session_logs_each_case(pytester: pytest.Pytester, run_dir: Path,
+                                             mlflow_uri: str,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "gated")
+    pytester.makepyfile(test_cases=GATED_SESSION)
+    result = pytester.runpytest("--nora-mlflow", "--nora-gate", "-p", "no:randomly")
+    assert result.ret == 1                              # the gate fails on the verdict
+    result.stdout.fnmatch_lines(["*NORA mlflow: logged 2 run(s) to sqlite:*'gated'*"])
+    mlflow.set_tracking_uri(mlflow_uri)
+    df = mlflow.search_runs(experiment_names=["gated"]).set_index("tags.nora.test_id")
+    assert sorted(df.index) == ["test_cases.py::test_clean", "test_cases.py::test_fixed"]
+    clean, fixed = df.loc["test_cases.py::test_clean"], df.loc["test_cases.py::test_fixed"]
+    assert clean["tags.nora.verdict.accuracy_above_99"] == "failed"
+    assert clean["tags.nora.gate"].startswith("failed: ") and "accuracy_above_99" in \
+        clean["tags.nora.gate"]
+    assert fixed["tags.nora.gate"] == "passed" and fixed["tags.nora.outcome"] == "fixed"
+    assert fixed["tags.nora.test_outcome"] == "passed"
+    assert fixed["params.violation.name"] == "eval_mode_bug"
+    assert fixed["metrics.nora.auto_fixes"] == 1.0
