@@ -108,6 +108,21 @@ def test_none_logs_nothing_and_bad_input_is_named(tmp_path: Path, run_dir: Path)
         nora.load_config(["tracking=wandb"])
 
 
+def test_require_fails_before_training_when_the_tracker_is_missing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from nora.tracking import require
+
+    require(nora.load_config(["tracking=tensorboard"]))          # installed here: no error
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(TrackingError, match=r"pip install 'nora\[mlflow\]'"):
+        require(nora.load_config(["tracking=mlflow"]))
+    require(nora.load_config([]))                                 # tracking=none
+
+
 GATED_SESSION = """
 import pytest
 

@@ -13,7 +13,9 @@ from typing import Any
 from nora.config.tracking import TrackingConfig
 from nora.tracking.records import RunView, TrackingError, read_run
 
-__all__ = ["RunView", "TrackingConfig", "TrackingError", "log_run", "read_run"]
+__all__ = ["RunView", "TrackingConfig", "TrackingError", "log_run", "read_run", "require"]
+
+_PACKAGES = {"mlflow": ("mlflow", "mlflow"), "tensorboard": ("tensorboard", "tensorboard")}
 
 
 def _tracking(config: Any) -> TrackingConfig:
@@ -29,6 +31,19 @@ def _tracking(config: Any) -> TrackingConfig:
     raise TrackingError(f"config {type(config).__name__!r} has no tracking settings; pass a "
                         "RunConfig, a TrackingConfig or a tracker name (none, mlflow, "
                         "tensorboard)")
+
+
+def require(config: Any) -> None:
+    """Fail before training, not after it, when the chosen tracker is not installed."""
+    import importlib.util
+
+    tracking = _tracking(config)
+    if tracking.name in _PACKAGES:
+        module, extra = _PACKAGES[tracking.name]
+        if importlib.util.find_spec(module) is None:
+            raise TrackingError(f"tracking={tracking.name!r} needs the {module} package; "
+                                f"install it with pip install 'nora[{extra}]' (or choose "
+                                "tracking=none)")
 
 
 def log_run(run_dir: str | Path, config: Any = None, *,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nora.errors import NoraError
+from nora.errors import ConfigError
 from nora.records import read_json, read_jsonl
 
 __all__ = ["RunView", "TrackingError", "flatten", "read_run"]
@@ -25,8 +25,9 @@ ARTIFACT_FILES = ("manifest.json", "metrics.jsonl", "norms/agent_decisions.jsonl
 _SKIP_STEP_KEYS = frozenset({"kind", "step", "epoch"})
 
 
-class TrackingError(NoraError):
-    """A run cannot be logged: no records, or the tracker's package is missing."""
+class TrackingError(ConfigError):
+    """A run cannot be logged: no records, or the tracker's package is missing (bad usage:
+    the CLI exits 2)."""
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, str]:
