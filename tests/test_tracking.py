@@ -45,6 +45,30 @@ def test_read_run_flattens_config_and_reads_series(run_dir: Path) -> None:
                                                  "agent_decisions.jsonl"}
 
 
+def test_findings_and_verdicts_become_tags(tmp_path: Path) -> None:
+    rd = tmp_path / "r"
+    (rd / "norms").mkdir(parents=True)
+    (rd / "manifest.json").write_text(json.dumps({"status": "halted", "config": {
+        "seed": None, "violation": {"name": "missing_seed"}, "train": {"lrs": [0.1, 0.2]}}}))
+    (rd / "metrics.jsonl").write_text(json.dumps(
+        {"kind": "step", "step": 3, "loss": float("nan"), "lr": [0.1, 0.01], "ok": True}) + "\n")
+    finding = {"violation": "missing_seed", "severity": "medium", "source": "present",
+               "event": "startup", "step": 0, "evidence": {}, "false_positive": False}
+    (rd / "norms" / "reproducibility_metrics.json").write_text(json.dumps({
+        "outcome": "halted", "findings": [finding], "verdicts": {
+            "rerun_identical": {"passed": False, "detail": "differs"}, "resume": True}}))
+    view = read_run(rd)
+    assert view.tags["nora.findings"] == "missing_seed(present, medium)"
+    assert view.tags["nora.findings_count"] == "1"
+    assert view.tags["nora.verdict.rerun_identical"] == "failed"
+    assert view.tags["nora.verdict.resume"] == "passed"
+    assert view.tags["nora.verdicts_passed"] == "false"
+    assert view.params["seed"] == "None" and view.params["train.lrs"] == "[0.1, 0.2]"
+    # NaN loss and booleans are not metrics; per-group LRs are
+    assert view.step_metrics == [("lr/group0", 0.1, 3), ("lr/group1", 0.01, 3)]
+    assert view.status == "halted"
+
+
 def test_mlflow_search_runs_finds_params_metrics_tags_artifacts(run_dir: Path,
                                                                 mlflow_uri: str) -> None:
     config = nora.load_config([*_TINY, "violation=eval_mode_bug", "tracking=mlflow",

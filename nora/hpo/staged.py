@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import ConfigError
-from nora.hpo.stages import STAGE_ORDER, HpoStage, load_stage, narrow
+from nora.hpo.stages import STAGE_ORDER, HpoStage, as_override, load_stage, narrow
 from nora.hpo.study import SearchResult, run_search, train_one
 from nora.records import read_json, write_json
 
@@ -83,7 +83,8 @@ def _write(stage_dir: Path, summary: dict[str, Any],
     write_json(stage_dir / "summary.json", summary)
     best = summary.get("best")
     if best:
-        lines = [*summary["base_overrides"], *(f"{k}={v}" for k, v in best["params"].items())]
+        lines = [*summary["base_overrides"],
+                 *(as_override(k, v) for k, v in best["params"].items())]
         (stage_dir / "best_overrides.txt").write_text("\n".join(lines) + "\n")
     return StageOutcome(summary["stage"], summary, stage_dir / "summary.json")
 
@@ -99,7 +100,7 @@ def _refit(stage: HpoStage, base: list[str], metric: str, out: Path, stage_dir: 
     params = prior["params"]
     runs = []
     for seed in stage.refit_seeds:
-        overrides = [*base, *(f"{k}={v}" for k, v in params.items()), f"seed={seed}"]
+        overrides = [*base, *(as_override(k, v) for k, v in params.items()), f"seed={seed}"]
         score, res = train_one(overrides, stage_dir / f"seed_{seed}", metric)
         runs.append({"seed": seed, "score": score, "outcome": getattr(res, "outcome", None),
                      "fingerprint": getattr(res, "fingerprint", None),

@@ -80,6 +80,11 @@ class HpoStage(_Frozen):
         return dict(self.space.get(trainer, {}))
 
 
+def as_override(key: str, value: Any) -> str:
+    """``key=value`` in Hydra's grammar (booleans lower case, as YAML writes them)."""
+    return f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+
+
 def stage_choices() -> list[str]:
     root = resources.files("nora.conf").joinpath("hpo")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import ConfigError, NormViolationError
-from nora.hpo.stages import CategoricalParam, FloatParam, HpoStage, Param
+from nora.hpo.stages import CategoricalParam, FloatParam, HpoStage, Param, as_override
 
 __all__ = ["TrialRecord", "Verification", "SearchResult", "run_search", "train_one"]
 
@@ -106,7 +106,7 @@ def _optuna() -> Any:
 
 
 def _trial_overrides(base: list[str], params: dict[str, Any]) -> list[str]:
-    return [*base, *(f"{k}={v}" for k, v in params.items())]
+    return [*base, *(as_override(k, v) for k, v in params.items())]
 
 
 def run_search(stage: HpoStage, base: list[str], space: dict[str, Param], *, out_dir: Path,
