@@ -3,6 +3,7 @@ does not reproduce is flagged instead of crowned; the refit reports seed statist
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,12 @@ def _hpo(tmp_path: Path, *args: str) -> int:
 
 def test_search_crowns_a_reproducing_best(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    assert _hpo(tmp_path, "hpo=sanity", "hpo.trials=2", *_TINY) == 0
+    assert _hpo(tmp_path, "hpo=sanity", "hpo.trials=2", *_TINY, "tracking=tensorboard") == 0
     out = capsys.readouterr().out
+    runs = sorted(p.name for p in (tmp_path / "hpo/sanity").glob("trial_*"))
+    assert len(runs) == 3 and sum(r.endswith("_rerun") for r in runs) == 1
+    for run in runs:                                     # each run is tracked
+        assert list((tmp_path / "hpo/sanity" / run / "tensorboard").glob("events.out.*"))
     summary = json.loads((tmp_path / "hpo/sanity/summary.json").read_text())
     assert [t["state"] for t in summary["trials"]] == ["COMPLETE", "COMPLETE"]
     best = summary["best"]
@@ -35,7 +40,7 @@ def test_search_crowns_a_reproducing_best(tmp_path: Path,
     lines = (tmp_path / "hpo/sanity/best_overrides.txt").read_text().split()
     assert "train.epochs=1" in lines and any(x.startswith("train.lr=") for x in lines)
     # resuming the study runs only the missing trials
-    assert _hpo(tmp_path, "hpo=sanity", "hpo.trials=3", *_TINY) == 0
+    assert _hpo(tmp_path, "hpo=sanity", "hpo.trials=3", *_TINY, "tracking=tensorboard") == 0
     summary = json.loads((tmp_path / "hpo/sanity/summary.json").read_text())
     assert len(summary["trials"]) == 3
 
@@ -110,4 +115,19 @@ def test_staged_search_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert refit["seeds"] == [42, 123, 456, 789, 2023] and refit["stats"]["n"] == 5
     assert refit["from_stage"] == "fine"
     out = capsys.readouterr().out
-    assert out.count("reproducible: yes") == 3 and "seed statistics (5 seeds)" in out
+    assert len(re.findall(r"^best: trial \d+ .* reproducible: yes", out, re.M)) == 3
+    assert "seed statistics (5 seeds)" in out
+
+
+@pytest.mark.slow
+def test_trials_are_logged_to_mlflow_one_experiment_per_stage(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert _hpo(tmp_path, "hpo=sanity", "hpo.trials=2", *_TINY, "tracking=mlflow",
+                "--study", "digits") == 0
+    mlflow.set_tracking_uri(uri)
+    df = mlflow.search_runs(experiment_names=["digits-hpo-sanity"])
+    assert sorted(df["tags.nora.hpo.trial"].dropna()) == ["0", "1"]
+    assert len(df["tags.nora.hpo.rerun_of"].dropna()) == 1

@@ -30,9 +30,14 @@ class StageOutcome:
         return self.summary.get("best") is not None
 
 
-def _base(stage: HpoStage, overrides: list[str]) -> list[str]:
+def _base(stage: HpoStage, overrides: list[str], study: str) -> list[str]:
+    """The stage's epochs (unless given) and, when tracked, one experiment per stage
+    (``<study>-hpo-<stage>``, as MLflow users name them) unless one is given."""
     keys = {o.split("=", 1)[0] for o in overrides}
-    return ([] if "train.epochs" in keys else [f"train.epochs={stage.epochs}"]) + overrides
+    base = ([] if "train.epochs" in keys else [f"train.epochs={stage.epochs}"]) + overrides
+    if "tracking" in keys and "tracking.experiment" not in keys:
+        base.append(f"tracking.experiment={study}-hpo-{stage.name}")
+    return base
 
 
 def _previous_best(out: Path, stage: str, before: str | None) -> dict[str, Any] | None:
@@ -54,8 +59,12 @@ def run_stage(name: str, hpo_overrides: list[str], overrides: list[str], *, out:
     import nora
 
     stage = load_stage(name, hpo_overrides)
-    base = _base(stage, overrides)
-    trainer = nora.load_config(base).trainer.name       # bad overrides fail here, upfront
+    base = _base(stage, overrides, study)
+    from nora.tracking import require
+
+    first = nora.load_config(base)               # bad overrides fail here, upfront
+    require(first)                               # and a missing tracker package
+    trainer = first.trainer.name
     metric = stage.metric_for(trainer)
     stage_dir = out / stage.name
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +110,8 @@ def _refit(stage: HpoStage, base: list[str], metric: str, out: Path, stage_dir: 
     runs = []
     for seed in stage.refit_seeds:
         overrides = [*base, *(as_override(k, v) for k, v in params.items()), f"seed={seed}"]
-        score, res = train_one(overrides, stage_dir / f"seed_{seed}", metric)
+        score, res = train_one(overrides, stage_dir / f"seed_{seed}", metric,
+                               {"nora.hpo.stage": stage.name, "nora.hpo.seed": seed})
         runs.append({"seed": seed, "score": score, "outcome": getattr(res, "outcome", None),
                      "fingerprint": getattr(res, "fingerprint", None),
                      "run_dir": str(stage_dir / f"seed_{seed}")})

@@ -68,16 +68,25 @@ class SearchResult:
         return out
 
 
-def train_one(overrides: list[str], run_dir: Path, metric: str) -> tuple[float | None, Any]:
+def train_one(overrides: list[str], run_dir: Path, metric: str,
+              tags: dict[str, Any] | None = None) -> tuple[float | None, Any]:
     """Train one config; (score, result). A halted run scores None; a missing metric is a
-    usage error naming the metrics the run has."""
+    usage error naming the metrics the run has. With ``tracking=`` set, the run is logged
+    with ``tags`` (logging is idempotent, so a ``nora.train`` that logs too is harmless)."""
     import nora
 
     config = nora.load_config(overrides)
+    halted = False
     try:
         result = nora.train(config, run_dir=run_dir)
     except NormViolationError as exc:
-        return None, exc.result
+        result, halted = exc.result, True
+    if config.tracking.name != "none":
+        from nora.tracking import log_run
+
+        log_run(run_dir, config, extra_tags=tags)
+    if halted:                           # stopped by the agent: no score to compare
+        return None, result
     if metric not in result.metrics:
         numeric = sorted(k for k, v in result.metrics.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool))
@@ -126,7 +135,9 @@ def run_search(stage: HpoStage, base: list[str], space: dict[str, Param], *, out
         run_dir = out_dir / f"trial_{trial.number:03d}"
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("run_dir", str(run_dir))
-        score, res = train_one(overrides, run_dir, metric)
+        score, res = train_one(overrides, run_dir, metric,
+                               {"nora.hpo.stage": stage.name, "nora.hpo.trial": trial.number,
+                                "nora.hpo.study": study_name})
         trial.set_user_attr("outcome", getattr(res, "outcome", None))
         trial.set_user_attr("fingerprint", getattr(res, "fingerprint", None))
         shown = "halted/not finite" if score is None else f"{metric}={score:.4f}"
@@ -146,7 +157,7 @@ def run_search(stage: HpoStage, base: list[str], space: dict[str, Param], *, out
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     complete.sort(key=lambda t: t.value, reverse=stage.direction == "maximize")
     for t in complete[:stage.verify_top]:
-        v = verify_trial(t, metric, out_dir)
+        v = verify_trial(t, metric, out_dir, study_name)
         result.verified.append(v)
         echo(f"[nora hpo] {stage.name} rerun of trial {t.number} ({metric}={t.value:.4f}): "
              + ("reproducible" if v.reproducible else
@@ -156,7 +167,7 @@ def run_search(stage: HpoStage, base: list[str], space: dict[str, Param], *, out
     return result
 
 
-def verify_trial(trial: Any, metric: str, out_dir: Path) -> Verification:
+def verify_trial(trial: Any, metric: str, out_dir: Path, study_name: str = "") -> Verification:
     """Rerun a finished trial's exact overrides; compare fingerprints (and, when they
     differ, find the first divergent step)."""
     overrides = list(trial.user_attrs["overrides"])
@@ -165,7 +176,8 @@ def verify_trial(trial: Any, metric: str, out_dir: Path) -> Verification:
         import shutil
 
         shutil.rmtree(rerun_dir)
-    _, res = train_one(overrides, rerun_dir, metric)
+    _, res = train_one(overrides, rerun_dir, metric,
+                       {"nora.hpo.rerun_of": trial.number, "nora.hpo.study": study_name})
     original = trial.user_attrs.get("fingerprint")
     rerun = getattr(res, "fingerprint", None)
     same = original is not None and original == rerun

@@ -67,15 +67,18 @@ def find_logged(client: Any, experiment_id: str, run_dir: str) -> str | None:
 
 def log_view(view: RunView, *, uri: str | None, experiment: str,
              log_checkpoints: bool = False) -> str:
-    """Create one MLflow run from ``view``; returns its run id (the existing one when this
-    run directory was logged before)."""
+    """Create one MLflow run from ``view``; returns its run id (the existing one, with the
+    view's tags added, when this run directory was logged before)."""
     from mlflow.entities import Metric, Param, RunTag
 
     uri = resolve_uri(uri)
     client = _client(uri)
     exp_id = _experiment_id(client, experiment, uri)
     existing = find_logged(client, exp_id, view.tags["nora.run_dir"])
-    if existing is not None:
+    if existing is not None:       # logged before (e.g. by nora.train): add any new tags
+        tags = [RunTag(k, v[:5000]) for k, v in view.tags.items()]
+        for chunk in _chunks(tags, 100):
+            client.log_batch(existing, tags=chunk)
         return existing
     tags = {"mlflow.runName": view.name, **view.tags}
     run = client.create_run(exp_id, tags=tags, run_name=tags["mlflow.runName"])
