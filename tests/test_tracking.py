@@ -45,7 +45,7 @@ def test_read_run_flattens_config_and_reads_series(run_dir: Path) -> None:
                                                  "agent_decisions.jsonl"}
 
 
-def test_findings_and_verdicts_become_tags(tmp_path: Path) -> None:
+def _synthetic_halted_run(tmp_path: Path) -> Path:
     rd = tmp_path / "r"
     (rd / "norms").mkdir(parents=True)
     (rd / "manifest.json").write_text(json.dumps({"status": "halted", "config": {
@@ -57,7 +57,11 @@ def test_findings_and_verdicts_become_tags(tmp_path: Path) -> None:
     (rd / "norms" / "reproducibility_metrics.json").write_text(json.dumps({
         "outcome": "halted", "findings": [finding], "verdicts": {
             "rerun_identical": {"passed": False, "detail": "differs"}, "resume": True}}))
-    view = read_run(rd)
+    return rd
+
+
+def test_findings_and_verdicts_become_tags(tmp_path: Path) -> None:
+    view = read_run(_synthetic_halted_run(tmp_path))
     assert view.tags["nora.findings"] == "missing_seed(present, medium)"
     assert view.tags["nora.findings_count"] == "1"
     assert view.tags["nora.verdict.rerun_identical"] == "failed"
@@ -67,6 +71,17 @@ def test_findings_and_verdicts_become_tags(tmp_path: Path) -> None:
     # NaN loss and booleans are not metrics; per-group LRs are
     assert view.step_metrics == [("lr/group0", 0.1, 3), ("lr/group1", 0.01, 3)]
     assert view.status == "halted"
+
+
+def test_a_halted_run_ends_failed_in_mlflow(tmp_path: Path, mlflow_uri: str) -> None:
+    run_id = log_run(_synthetic_halted_run(tmp_path),
+                     TrackingConfig(name="mlflow", uri=mlflow_uri, experiment="halted"),
+                     extra_tags={"nora.hpo.trial": 7})
+    run = mlflow.MlflowClient(mlflow_uri).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["nora.findings"] == "missing_seed(present, medium)"
+    assert run.data.tags["nora.verdict.rerun_identical"] == "failed"
+    assert run.data.tags["nora.hpo.trial"] == "7"
 
 
 def test_mlflow_search_runs_finds_params_metrics_tags_artifacts(run_dir: Path,
