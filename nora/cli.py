@@ -196,10 +196,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
     p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
+    from nora import cli_hpo, cli_package
+    extra = {"package": cli_package, "hpo": cli_hpo}
+    for module in extra.values():
+        module.add_parser(sub)
     if argv[:1] == ["train"]:    # options anywhere among the overrides, as Hydra allows
         args = p_train.parse_intermixed_args(argv[1:], argparse.Namespace(command="train"))
     else:
         args = parser.parse_args(argv)
+    if args.command in extra:
+        return extra[args.command].run(args)
     try:
         if args.command == "train":
             return cmd_train(args.overrides, args.multirun, args.cfg)

@@ -59,6 +59,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(NoraReporter(config, options, info), "nora-reporter")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(XdistHooks(info), "nora-xdist")
+        if config.getoption("nora_mlflow"):
+            from nora.pytest.tracking import MlflowSessionLogger
+            config.pluginmanager.register(MlflowSessionLogger(config, info.session_dir),
+                                          "nora-mlflow")
 
 
 def _parametrized_elsewhere(metafunc: pytest.Metafunc, name: str) -> bool:

@@ -22,6 +22,7 @@ from nora.records import environment, write_json
 from nora.registry import load
 from nora.run import Run
 from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything
+from nora.tracking import require as require_tracker
 from nora.trainers.shards import current_rank
 from nora.violations import runtime_names
 
@@ -138,6 +139,7 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
     trainer_cls = load("trainer", config.trainer.name)
+    require_tracker(config)
     run = Run(config, run_dir, controlled=trainer_cls.__module__.startswith("nora."))
     started = datetime.now().isoformat(timespec="seconds")
     env = environment(str(device))
@@ -192,6 +194,9 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
                  "finished_at": datetime.now().isoformat(timespec="seconds"),
                  "duration_sec": round(time.perf_counter() - run.t0, 3)})
     write_json(run_dir / "manifest.json", _manifest(run, ctx, status, base))
+    if config.tracking.name != "none" and current_rank() == 0:
+        from nora.tracking import log_run
+        log_run(run_dir, config)
     result = RunResult(config=config, run_dir=run_dir, status=status, fingerprint=fp,
                        losses=list(run.losses), metrics=metrics, evals=list(run.evals),
                        decisions=list(run.decisions), changes=list(run.changes),

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
+from nora.config.tracking import TrackingConfig
+
 ModeName = Literal["pipeline", "agentic", "norm_aware"]
 RegimeName = Literal["strict", "balanced", "exploratory"]
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
@@ -115,6 +117,7 @@ class RunConfig(_Frozen):
     device: str
     resume_from: str | None
     replay_changes: tuple[ConfigChange, ...]
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("trainer", mode="before")
     @classmethod

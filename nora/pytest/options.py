@@ -36,6 +36,9 @@ def add_options(parser: pytest.Parser) -> None:
                          "verdict fails")
     group.addoption("--nora-update-golden", action="store_true", default=False,
                     help="rewrite golden files instead of comparing against them")
+    group.addoption("--nora-mlflow", action="store_true", default=False,
+                    help="log each case's run to MLflow ($MLFLOW_TRACKING_URI, default "
+                         "sqlite:///mlflow.db; experiment $MLFLOW_EXPERIMENT_NAME or nora)")
     parser.addini("nora_overrides", type="args", default=[],
                   help="config overrides (key=value) applied to every NORA case")
     parser.addini("nora_golden_dir", default="golden",
