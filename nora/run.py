@@ -16,7 +16,7 @@ from typing import Any
 from nora.agent.agent import Agent
 from nora.agent.outcomes import observes
 from nora.config.schema import ConfigChange, RunConfig
-from nora.hashing import fingerprint, tensor_hashes
+from nora.hashing import record_digest, tensor_hashes, tree_hash
 from nora.knobs import Knobs
 from nora.records import JsonlWriter, write_json
 from nora.violations import VIOLATIONS, get_violation
@@ -65,6 +65,12 @@ class Run:
         self._decisions_out = JsonlWriter(run_dir / "norms" / "agent_decisions.jsonl")
         self._metrics_out = JsonlWriter(run_dir / "metrics.jsonl")
         self._hash_every = config.repro.step_fingerprint_every
+        # --- verify (issue 10): audit records: per-step param hash every step when
+        # checkpoints are kept; its leaves (one hash per tensor) in state/step_hashes.jsonl
+        self._audit = config.train.checkpoint_every > 0
+        self._leaves_out = JsonlWriter(run_dir / "state" / "step_hashes.jsonl")
+        self._leaf_names: list[str] | None = None
+        # --- end verify
 
     # --- records -----------------------------------------------------------------
     def add_decision(self, record: dict[str, Any]) -> None:
@@ -100,6 +106,7 @@ class Run:
     def close(self) -> None:
         self._decisions_out.close()
         self._metrics_out.close()
+        self._leaves_out.close()
 
     # --- monitor -------------------------------------------------------------------
     def emit(self, event: str, info: dict[str, Any] | None = None) -> None:
@@ -140,9 +147,17 @@ class Run:
         self.losses.append(loss)
         rec = {"kind": "step", "step": self.step, "epoch": self.epoch, "loss": loss,
                "loss_bits": float_bits(loss), "lr": lr, **extra}
-        if self._hash_every and self.step % self._hash_every == 0:
-            rec["param_hash"] = fingerprint(model.state_dict())
+        leaves = None
+        if self._audit or (self._hash_every and self.step % self._hash_every == 0):
+            rec["param_hash"], leaves = tree_hash(model.state_dict())   # verify (issue 10)
         self.log(rec)
+        if leaves is not None:                                           # verify (issue 10)
+            names = sorted(leaves)
+            if names != self._leaf_names:
+                self._leaf_names = names
+                self._leaves_out.write({"names": names})
+            self._leaves_out.write({"step": self.step, "leaves": [leaves[n] for n in names],
+                                    "record": record_digest(rec)})
 
     def eval_start(self, info: dict[str, Any]) -> None:
         self._apply_due(self.step)

@@ -107,7 +107,9 @@ class PPOTrainer:
             done = i + 1 == self.total_steps
             if (i + 1) % train.eval_every == 0 or i + 1 == train.epochs:  # not on interruption
                 self.evaluate()
-            if done or (train.checkpoint_every and (i + 1) % train.checkpoint_every == 0):
+            if train.checkpoint_every and (i + 1) % train.checkpoint_every == 0:  # verify (issue 10)
+                self._checkpoint(f"step_{i + 1}.pt")
+            if done:
                 self._checkpoint("last.pt")
         bar.close()
         final = self.evaluate(record=False)

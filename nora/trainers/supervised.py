@@ -144,6 +144,9 @@ class SupervisedTrainer:
                 run.end_step(loss, self.lr.lr, self.model)
                 step += 1
                 self.position = {"epoch": epoch, "batch": b + 1, "step": step}
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:  # verify (issue 10)
+                    run.step = step
+                    self._checkpoint(f"step_{step}.pt")
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{loss:.3f}")
                 if step >= self.total_steps:
