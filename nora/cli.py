@@ -141,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
     p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
+    from nora import cli_verify                      # verify (issue 10)
+    cli_verify.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "verify":
+        return cli_verify.run(args)
     try:
         if args.command == "train":
             return cmd_train(args.overrides, args.multirun)
