@@ -12,10 +12,11 @@ import os
 import time
 from pathlib import Path
 
-from nora.analysis.verify_audit import run_audit
+from nora.analysis.verify_audit import Audit, run_audit
 from nora.analysis.verify_records import load_records
 from nora.analysis.verify_report import Verification
-from nora.analysis.verify_segments import plan_segments, run_segments, segments_of
+from nora.analysis.verify_segments import (plan_segments, run_segments, segments_of,
+                                          warm_templates)
 from nora.errors import ConfigError
 from nora.records import write_json
 
@@ -56,11 +57,20 @@ def verify(run_dir: str | Path, *, budget: float = 0.05, workers: int | None = N
     _check_args(budget, workers, seed, timeout)
     t0 = time.perf_counter()
     rec = load_records(run_dir)
-    audit = run_audit(rec)
     segments = segments_of(rec)
+    n_workers = workers or os.cpu_count() or 1
+
+    def warm(audit: Audit) -> None:
+        """Start the replay interpreters now if a replay may follow: they import torch
+        while the audit reads the checkpoints."""
+        guess = plan_segments(segments, budget, seed, {a for a, _ in segments})[0]
+        if guess and not audit.unverifiable:
+            warm_templates(min(n_workers, len(guess)))
+
+    audit = run_audit(rec, warm)
     results: list[dict] = []
     findings = list(audit.findings)
-    drawn, replay_s, n_workers = 0, 0.0, workers or os.cpu_count() or 1
+    drawn, replay_s = 0, 0.0
     if audit.unverifiable:
         verdict = "unverifiable"
     elif findings:

@@ -9,6 +9,7 @@ changes, which is where an untracked mid-run change shows, without replaying any
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,11 +292,14 @@ def check_seed(rec: RunRecords, audit: Audit) -> None:
     audit.add("seeds", found, "seed recorded")
 
 
-def run_audit(rec: RunRecords) -> Audit:
-    """Every static check, in order; stops short of the checkpoints if the environment or
-    the records make them meaningless."""
+def run_audit(rec: RunRecords, after_environment: Callable[[Audit], None] | None = None
+              ) -> Audit:
+    """Every static check, in order; ``after_environment`` runs once the environment is
+    checked (to start replay interpreters while the rest of the audit reads checkpoints)."""
     audit = Audit()
     check_environment(rec, audit)
+    if after_environment is not None:
+        after_environment(audit)
     intact = check_checksums(rec, audit)
     check_step_records(rec, audit)
     check_seed(rec, audit)

@@ -25,7 +25,7 @@ from nora.analysis.templates import POOL, START_LIMIT, ReplicaError, default_has
 from nora.analysis.verify_audit import recorded_seed
 from nora.analysis.verify_records import Finding, RunRecords, finding, load_records
 
-__all__ = ["plan_segments", "replay_segment", "run_segments", "segments_of"]
+__all__ = ["plan_segments", "replay_segment", "run_segments", "segments_of", "warm_templates"]
 
 Segment = tuple[int, int]
 
@@ -128,6 +128,14 @@ def compare_segment(rec: RunRecords, seg: Segment, out: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- dispatch
+def warm_templates(workers: int) -> None:
+    """Start ``workers`` template interpreters without waiting for them (none in a replica)."""
+    if os.environ.get("NORA_REPLICA"):
+        return
+    with POOL.lock:
+        POOL.get(default_hash_seeds(workers))
+
+
 def _job_base(tmp: str, rec: RunRecords) -> dict[str, Any]:
     threads = (rec.manifest.get("env") or {}).get("torch_threads") or torch.get_num_threads()
     return {"module": __name__, "qualname": "replay_segment", "file": __file__,
