@@ -85,7 +85,7 @@ def verify_cost(root: str, reps: int, epochs: int, every: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of the long run")
+    parser.add_argument("--epochs", type=int, default=40, help="epochs of the long run")
     parser.add_argument("--record-epochs", type=int, default=4, help="epochs per records run")
     parser.add_argument("--every", type=int, default=10, help="train.checkpoint_every")
     args = parser.parse_args()

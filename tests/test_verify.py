@@ -11,6 +11,7 @@ import nora
 from nora.analysis.verify import verify
 from nora.analysis.verify_report import detection_guarantee
 from nora.analysis.verify_segments import plan_segments
+from nora.cli import main
 from nora.errors import ConfigError
 from nora.records import read_json, write_json
 from nora.run import float_bits
@@ -96,22 +97,27 @@ def test_altered_metrics_line_fails_naming_file_and_step(copy_run):
     assert [(f["file"], f["step"]) for f in v.findings] == [("metrics.jsonl", 7)]
 
 
-def test_other_torch_version_is_unverifiable_exit_4_with_the_diff(copy_run, tmp_path):
+def test_other_torch_version_is_unverifiable_exit_4_with_the_diff(copy_run, capsys):
     run = copy_run()
     manifest = read_json(run / "manifest.json")
     manifest["env"]["versions"]["torch"] = "1.13.1"
     manifest["env"]["torch_threads"] = 7          # a thread count is applied, not a reason
     write_json(run / "manifest.json", manifest)
-    proc = nora_cli(tmp_path, "verify", str(run))
-    assert proc.returncode == 4, proc.stdout + proc.stderr
-    assert "UNVERIFIABLE" in proc.stdout and "'1.13.1'" in proc.stdout
-    assert "threads" not in proc.stdout.split("note:")[0]
+    assert main(["verify", str(run)]) == 4
+    out = capsys.readouterr().out
+    assert "UNVERIFIABLE" in out and "'1.13.1'" in out
+    assert "threads" not in out.split("note:")[0]
     assert read_json(run / "verification.json")["verdict"] == "unverifiable"
 
 
-def test_bad_usage_exit_2_and_config_error(tmp_path, clean_run):
-    assert nora_cli(tmp_path, "verify", str(tmp_path / "nothing")).returncode == 2
-    assert nora_cli(tmp_path, "verify", str(clean_run), "--budget", "0").returncode == 2
+def test_bad_usage_exit_2_and_config_error(tmp_path, clean_run, capsys):
+    proc = nora_cli(tmp_path, "verify", str(tmp_path / "nothing"))     # as a user types it
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(clean_run), "--budget", "0"])
+    assert exc.value.code == 2
+    assert "budget 0.0 is outside (0, 1]" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="budget"):
         verify(clean_run, budget=1.5)
     with pytest.raises(ConfigError, match="workers"):

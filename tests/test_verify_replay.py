@@ -1,5 +1,5 @@
 """``nora verify`` replaying segments: nondeterminism is caught at its first disputed step;
-PPO and unseeded runs verify; long runs verify within budget (slow)."""
+unseeded runs verify; tracked changes, PPO, long runs and 20 seeds verify (slow)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +25,7 @@ def test_nondeterminism_fails_naming_the_first_disputed_step(tmp_path):
     # a replay in a fresh process runs the race as the OS lets it
     with slow_loader_worker(BatchIndexDataset, 0):
         run = train(tmp_path / "nondet", "modes=pipeline", "violation=nondeterminism_enabled")
-    v = verify(run, budget=0.5, workers=2)
+    v = verify(run, budget=0.5, workers=1)
     assert v.verdict == "failed", v.report()
     assert all(c["passed"] for c in v.checks)               # the records are intact
     bad = [s for s in v.segments if s["status"] == "diverged"]
@@ -37,6 +37,18 @@ def test_nondeterminism_fails_naming_the_first_disputed_step(tmp_path):
                                        for t in v.divergent_tensors)
 
 
+@pytest.mark.slow
+def test_a_tracked_mid_run_change_is_replayed_and_verifies(tmp_path):
+    # the same hand edit of the LR, recorded by the norm-aware agent this time
+    run = train(tmp_path / "tracked", "violation=untracked_config_change")
+    manifest = read_json(run / "manifest.json")
+    assert [c["key"] for c in manifest["config_changes"]] == ["train.lr"]
+    v = verify(run, budget=1.0, workers=2)
+    assert v.verdict == "verified", v.report()
+    assert v.audited_steps == 12
+
+
+@pytest.mark.slow
 def test_ppo_run_verifies(tmp_path):
     run = tmp_path / "ppo"
     nora.train(nora.load_config(["trainer=ppo", "train.epochs=6", "trainer.num_steps=32",
