@@ -110,6 +110,21 @@ def test_other_torch_version_is_unverifiable_exit_4_with_the_diff(copy_run, caps
     assert read_json(run / "verification.json")["verdict"] == "unverifiable"
 
 
+@pytest.mark.parametrize("section,key,value,reason", [
+    ("env", "device", "cuda:0", "here no CUDA device"),
+    ("config", "ddp", {"world_size": 2, "backend": "gloo", "timeout_s": 60.0, "emulate": False},
+     "DDP run (world_size=2)"),
+])
+def test_other_device_type_or_ddp_is_unverifiable(copy_run, section, key, value, reason):
+    run = copy_run()
+    manifest = read_json(run / "manifest.json")
+    manifest[section][key] = value
+    write_json(run / "manifest.json", manifest)
+    v = verify(run, budget=1.0, write=False)
+    assert v.verdict == "unverifiable" and v.segments == []
+    assert any(reason in r for r in v.reasons), v.reasons
+
+
 def test_bad_usage_exit_2_and_config_error(tmp_path, clean_run, capsys):
     proc = nora_cli(tmp_path, "verify", str(tmp_path / "nothing"))     # as a user types it
     assert proc.returncode == 2 and "does not exist" in proc.stderr
