@@ -86,9 +86,13 @@ class Verification:
         lines.append(f"  replayed {len(self.segments)} of {self.total_segments} segment(s), "
                      f"{self.audited_steps} of {self.total_steps} steps ({pct:.1f}%, budget "
                      f"{100 * self.budget:g}%, seed {self.seed}, {self.workers} worker(s))")
-        for s in self.segments:
+        shown = self.segments if len(self.segments) <= 8 else \
+            [s for s in self.segments if s["status"] != "reproduced"]
+        for s in shown:
             lines.append(f"    steps {s['start']}-{s['end'] - 1}: {s['status']} "
                          f"({s['seconds']:.1f} s)")
+        if len(shown) < len(self.segments):
+            lines.append(f"    {len(self.segments) - len(shown)} other segment(s) reproduced")
         ratio = self.cost_ratio
         lines.append(f"  cost: {self.seconds:.1f} s to verify (replay {self.replay_seconds:.1f}"
                      f" s) vs {self.training_seconds or float('nan'):.1f} s of training: "
