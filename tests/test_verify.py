@@ -69,6 +69,12 @@ def test_small_budget_replays_at_most_its_share(clean_run):
     assert "1-(1-p)^1" in v.report()
 
 
+def test_a_budget_no_segment_fits_is_unverifiable_not_verified(clean_run):
+    v = verify(clean_run, budget=0.1, write=False)             # 1 step of 12; segments of 3
+    assert v.verdict == "unverifiable" and v.segments == []
+    assert "checkpoint_every" in v.reasons[0]
+
+
 def test_altered_checkpoint_fails_naming_file_and_step(copy_run):
     run = copy_run()
     path = run / "checkpoints" / "step_6.pt"

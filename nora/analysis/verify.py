@@ -80,15 +80,16 @@ def verify(run_dir: str | Path, *, budget: float = 0.05, workers: int | None = N
         starts = audit.replayable | {rec.first_step}
         plan, drawn = plan_segments(segments, budget, seed, starts)
         if not plan:
-            audit.notes.append(f"no segment fits a budget of {budget:g} x "
-                               f"{rec.total_steps - rec.first_step} steps (segments: "
-                               f"{sorted({b - a for a, b in segments})} steps); only the "
-                               "static audit ran")
+            audit.unverifiable.append(
+                f"no segment fits a budget of {budget:g} x {rec.total_steps - rec.first_step} "
+                f"steps (segment lengths: {sorted({b - a for a, b in segments})}); raise "
+                "--budget or keep checkpoints more often (train.checkpoint_every)")
+            verdict = "unverifiable"
         else:
             results, bad = run_segments(rec, plan, n_workers, timeout)
             replay_s = sum(r["seconds"] for r in results)
             findings += bad
-        verdict = "failed" if findings else "verified"
+            verdict = "failed" if findings else "verified"
     first, tensors = None, []
     diverged = [r for r in results if r.get("first_divergent_step") is not None]
     if diverged:
