@@ -68,6 +68,7 @@ def verify(run_dir: str | Path, *, budget: float = 0.05, workers: int | None = N
             warm_templates(min(n_workers, len(guess)))
 
     audit = run_audit(rec, warm)
+    audit_s = time.perf_counter() - t0
     results: list[dict] = []
     findings = list(audit.findings)
     drawn, replay_s = 0, 0.0
@@ -107,7 +108,7 @@ def verify(run_dir: str | Path, *, budget: float = 0.05, workers: int | None = N
         total_steps=rec.total_steps - rec.first_step, budget=float(budget), seed=seed,
         workers=min(n_workers, max(1, len(results))), seconds=0.0, replay_seconds=replay_s,
         training_seconds=rec.manifest.get("duration_sec"), first_divergent_step=first,
-        divergent_tensors=list(tensors))
+        divergent_tensors=list(tensors), audit_seconds=round(audit_s, 3))
     result.seconds = time.perf_counter() - t0
     if write:
         write_json(Path(run_dir) / "verification.json", result.to_dict())

@@ -39,6 +39,7 @@ class Verification:
     seconds: float
     replay_seconds: float
     training_seconds: float | None
+    audit_seconds: float = 0.0
     first_divergent_step: int | None = None
     divergent_tensors: list[str] = field(default_factory=list)
 
@@ -94,8 +95,9 @@ class Verification:
         if len(shown) < len(self.segments):
             lines.append(f"    {len(self.segments) - len(shown)} other segment(s) reproduced")
         ratio = self.cost_ratio
-        lines.append(f"  cost: {self.seconds:.1f} s to verify (replay {self.replay_seconds:.1f}"
-                     f" s) vs {self.training_seconds or float('nan'):.1f} s of training: "
+        lines.append(f"  cost: {self.seconds:.1f} s to verify (static audit "
+                     f"{self.audit_seconds:.1f} s, segment replays {self.replay_seconds:.1f}"
+                     f" s in all) vs {self.training_seconds or float('nan'):.1f} s of training: "
                      f"ratio {'n/a' if ratio is None else f'{ratio:.3f}'}")
         if self.segments:
             n = self.random_segments
