@@ -11,7 +11,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -305,7 +304,3 @@ def run_audit(rec: RunRecords, after_environment: Callable[[Audit], None] | None
     check_seed(rec, audit)
     check_checkpoints(rec, intact, audit)
     return audit
-
-
-def checkpoint_path(rec: RunRecords, n: int) -> Path:
-    return rec.run_dir / rec.checkpoints()[n][0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -136,10 +137,10 @@ def warm_templates(workers: int) -> None:
         POOL.get(default_hash_seeds(workers))
 
 
-def _job_base(tmp: str, rec: RunRecords) -> dict[str, Any]:
+def _job_base(rec: RunRecords) -> dict[str, Any]:
     threads = (rec.manifest.get("env") or {}).get("torch_threads") or torch.get_num_threads()
     return {"module": __name__, "qualname": "replay_segment", "file": __file__,
-            "cwd": os.getcwd(), "sys_path": list(__import__("sys").path),
+            "cwd": os.getcwd(), "sys_path": list(sys.path),
             "env": dict(os.environ), "threads": int(threads), "cudnn_benchmark": False}
 
 
@@ -151,7 +152,7 @@ def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
     results: dict[Segment, dict[str, Any]] = {}
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="nora-verify-") as tmp, POOL.lock:
-        base = _job_base(tmp, rec)
+        base = _job_base(rec)
         templates = POOL.get(default_hash_seeds(max(1, min(workers, len(plan)))))
         queue = list(enumerate(plan))
         running: dict[int, tuple[int, Segment, int, float, float]] = {}
