@@ -21,6 +21,7 @@ _LAZY = {
     "ConfigChange": "nora.config", "RunConfig": "nora.config", "load_config": "nora.config",
     "fingerprint": "nora.hashing",
     "replay": "nora.replaying",
+    "verify": "nora.analysis.verify", "Verification": "nora.analysis.verify_report",
     "RunResult": "nora.runner", "train": "nora.launcher",
     "RunContext": "nora.context", "Trainer": "nora.protocol", "TrainerConfig": "nora.config.schema",
     "seed_everything": "nora.seeding",

@@ -196,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_rep = sub.add_parser("report", help="aggregate runs / pytest reports")
     p_rep.add_argument("paths", nargs="+")
     p_rep.add_argument("--out", default=None, help="output folder (default reports/report-<time>)")
-    from nora import cli_hpo, cli_package
-    extra = {"package": cli_package, "hpo": cli_hpo}
+    from nora import cli_hpo, cli_package, cli_verify
+    extra = {"package": cli_package, "hpo": cli_hpo, "verify": cli_verify}
     for module in extra.values():
         module.add_parser(sub)
     if argv[:1] == ["train"]:    # options anywhere among the overrides, as Hydra allows

@@ -7,12 +7,15 @@ MKL-DNN, meta) or an array of Python objects raises TypeError instead of a wrong
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 import xxhash
+
+from nora.records import _default as _json_default
 
 
 _SPARSE = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr,
@@ -91,10 +94,26 @@ def tensor_hashes(state: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): fingerprint(v) for k, v in state.items()}
 
 
+# --- two-level (Merkle-style) hash: per-tensor leaves under one root -------------------------
+def tree_hash(state: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """``(root, leaves)`` of a state dict: one leaf hash per entry and a root over the sorted
+    ``name=leaf`` pairs, so two roots that differ can be explained by the leaves that differ
+    without keeping any tensor."""
+    leaves = tensor_hashes(state)
+    return tree_root(leaves), leaves
+
+
 def tree_root(leaves: Mapping[str, str]) -> str:
-    """The root over per-tensor hashes (a two-level Merkle tree): equal roots mean equal
-    leaves, and the leaves name what differs without storing any tensor."""
+    """The root over leaf hashes (independent of their order)."""
     h = xxhash.xxh3_128()
     for name in sorted(leaves):
-        h.update(f"{name}:{leaves[name]}\n".encode())
+        h.update(f"{name}={leaves[name]}\n".encode())
     return h.hexdigest()
+
+
+def record_digest(record: Mapping[str, Any]) -> str:
+    """A digest of one JSON record as it reads back from disk (keys sorted), so an edit of a
+    written line is found by recomputing it from the line."""
+    canon = json.loads(json.dumps(record, default=_json_default, allow_nan=True))
+    return xxhash.xxh3_128(json.dumps(canon, sort_keys=True, allow_nan=True).encode()).hexdigest()
+

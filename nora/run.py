@@ -17,7 +17,7 @@ from nora.agent.outcomes import configured_violations, observes
 from nora.config.schema import ConfigChange, RunConfig
 from nora.context import RunContext
 from nora.errors import NormViolationError
-from nora.hashing import tensor_hashes, tree_root
+from nora.hashing import record_digest, tensor_hashes, tree_hash
 from nora.records import JsonlWriter, write_json
 from nora.violations import get_violation, watched_violations
 
@@ -51,6 +51,11 @@ class Run:
         self._decisions_out = JsonlWriter(run_dir / "norms" / "agent_decisions.jsonl")
         self._metrics_out = JsonlWriter(run_dir / "metrics.jsonl")
         self._hash_every = config.repro.step_fingerprint_every
+        # audit records (nora verify): a parameter hash every step when checkpoints are kept,
+        # its leaves (one hash per tensor) in state/step_hashes.jsonl
+        self._audit = config.train.checkpoint_every > 0
+        self._leaves_out = JsonlWriter(run_dir / "state" / "step_hashes.jsonl")
+        self._leaf_names: list[str] | None = None
 
     def attach(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -94,6 +99,7 @@ class Run:
     def close(self) -> None:
         self._decisions_out.close()
         self._metrics_out.close()
+        self._leaves_out.close()
 
     # --- monitor -------------------------------------------------------------------
     def emit(self, event: str, info: dict[str, Any]) -> None:
@@ -148,10 +154,17 @@ class Run:
 
     def end_step(self, record: dict[str, Any], model: nn.Module) -> None:
         self.losses.append(record["loss"])
-        if self._hash_every and record["step"] % self._hash_every == 0:
-            leaves = tensor_hashes(model.state_dict())
-            record["param_hash"] = tree_root(leaves)
+        leaves = None
+        if self._audit or (self._hash_every and record["step"] % self._hash_every == 0):
+            record["param_hash"], leaves = tree_hash(model.state_dict())
         self._metrics_out.write(record)
+        if leaves is not None:
+            names = sorted(leaves)
+            if names != self._leaf_names:
+                self._leaf_names = names
+                self._leaves_out.write({"names": names})
+            self._leaves_out.write({"step": record["step"], "leaves": [leaves[n] for n in names],
+                                    "record": record_digest(record)})
 
     def on_eval(self, metrics: dict[str, Any]) -> None:
         rec = {"kind": "eval", "step": self.step, "epoch": self.ctx.epoch, **metrics}

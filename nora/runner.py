@@ -60,6 +60,7 @@ def _start(run: Run, ctx: RunContext, start_settings: dict[str, Any] | None) -> 
         run.violation.inject(ctx)
     else:
         ctx.apply_settings(start_settings)
+        ctx.precision.skip_next = False  # a scaler enabled before this start skips nothing
         for change in run.config.replay_changes:
             if change.event == "startup":
                 run.apply_change(change)

@@ -26,7 +26,10 @@ import sys
 import traceback
 from typing import Any
 
-_PRELOAD = ("torch", "torch._dynamo")   # torch._dynamo: imported lazily by an optimizer step
+# torch._dynamo: imported lazily by an optimizer step; torch._inductor: by
+# torch.use_deterministic_algorithms (seconds per replica on a busy machine, e.g. each
+# segment `nora verify` replays)
+_PRELOAD = ("torch", "torch._dynamo", "torch._inductor")
 
 
 def plain(obj: Any) -> Any:

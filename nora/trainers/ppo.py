@@ -92,8 +92,8 @@ class PPOTrainer:
             done = i + 1 == self.total_steps
             if (i + 1) % train.eval_every == 0 or i + 1 == train.epochs:  # not on interruption
                 self.evaluate()
-            if train.checkpoint_every and (i + 1) % train.checkpoint_every == 0 and not done:
-                self._checkpoint(f"step_{i + 1}.pt")
+            if train.checkpoint_every and (i + 1) % train.checkpoint_every == 0:
+                self._checkpoint(f"step_{i + 1}.pt")  # kept for nora verify
             if done or (train.checkpoint_every and (i + 1) % train.checkpoint_every == 0):
                 self._checkpoint("last.pt")
         bar.close()

@@ -1,0 +1,98 @@
+"""What `nora verify` costs against the training it verifies, and what its records cost.
+
+1. Audit records: the same supervised run with checkpoints kept every `--every` steps and a
+   two-level parameter hash every step ("on") against neither ("off"), alternating, several
+   repetitions in one process: median wall-time ratio (target <= 1.05) and the bytes kept.
+2. Verify: one run long enough that start-up does not dominate (`--epochs`, a minute or more
+   of training), then `python -m nora verify RUN --budget 0.05 -j 2` as a user types it (a
+   fresh interpreter, cold templates), `--reps` times with different draw seeds: median
+   verification wall time over the run's recorded training time (target <= 0.10).
+Run by hand: `.venv/bin/python benchmarks/bench_verify.py [--epochs 20] [--reps 3]`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nora
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train(root: str, name: str, epochs: int, every: int) -> tuple[float, Path]:
+    hashes = 1 if every else 0
+    config = nora.load_config([f"train.epochs={epochs}", f"train.checkpoint_every={every}",
+                               f"repro.step_fingerprint_every={hashes}"])
+    run = Path(root, name)
+    t0 = time.perf_counter()
+    nora.train(config, run_dir=run)
+    return time.perf_counter() - t0, run
+
+
+def size(run: Path) -> int:
+    return sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+
+
+def records_cost(root: str, reps: int, epochs: int, every: int) -> None:
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    sizes: dict[str, int] = {}
+    train(root, "warm", 1, every)
+    for i in range(reps):
+        for kind in (("off", "on") if i % 2 == 0 else ("on", "off")):
+            t, run = train(root, f"{kind}{i}", epochs, every if kind == "on" else 0)
+            times[kind].append(t)
+            sizes[kind] = size(run)
+    for kind, ts in times.items():
+        print(f"records {kind:>3}: median {statistics.median(ts):.2f}s (min {min(ts):.2f}, max "
+              f"{max(ts):.2f}, n={len(ts)}), run directory {sizes[kind] / 1e6:.2f} MB")
+    print(f"audit records storage: +{(sizes['on'] - sizes['off']) / 1e6:.2f} MB "
+          f"(checkpoints every {every} steps + per-step leaves)")
+    ratio = statistics.median(times["on"]) / statistics.median(times["off"])
+    print(f"audit records cost ratio: {ratio:.2f}")
+
+
+def verify_cost(root: str, reps: int, epochs: int, every: int) -> None:
+    _, run = train(root, "long", epochs, every)
+    manifest = json.loads((run / "manifest.json").read_text())
+    trained = manifest["duration_sec"]
+    steps = len([1 for line in (run / "metrics.jsonl").read_text().splitlines()
+                 if '"kind": "step"' in line])
+    print(f"long run: {steps} steps, {trained:.1f}s of training, checkpoints every {every}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ratios = []
+    for seed in range(reps):
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "nora", "verify", str(run), "--budget",
+                               "0.05", "-j", "2", "--seed", str(seed)], env=env,
+                              capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            sys.exit(f"verify exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        result = json.loads((run / "verification.json").read_text())
+        ratios.append(wall / trained)
+        print(f"verify seed {seed}: {wall:.1f}s wall ({result['audited_steps']}/"
+              f"{result['total_steps']} steps replayed, replay {result['replay_seconds']:.1f}s)")
+    print(f"verify cost ratio: {statistics.median(ratios):.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=40, help="epochs of the long run")
+    parser.add_argument("--record-epochs", type=int, default=4, help="epochs per records run")
+    parser.add_argument("--every", type=int, default=10, help="train.checkpoint_every")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        records_cost(root, args.reps, args.record_epochs, args.every)
+        verify_cost(root, args.reps, args.epochs, args.every)
+
+
+if __name__ == "__main__":
+    main()
