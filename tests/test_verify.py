@@ -14,7 +14,7 @@ from nora.analysis.verify_segments import plan_segments
 from nora.cli import main
 from nora.errors import ConfigError
 from nora.records import read_json, write_json
-from nora.run import float_bits
+from nora.context import float_bits
 
 from .test_cli import nora_cli
 
@@ -163,7 +163,7 @@ def test_incomplete_checkpoints_fail_naming_missing_parts(tmp_path):
     parts = [f for f in v.findings if f["check"] == "checkpoint parts"]
     assert len(parts) == 4
     assert set(parts[0]["evidence"]["missing"]) == {"optimizer", "scheduler", "scaler", "rng",
-                                                   "agent", "config_hash"}
+                                                   "agent"}
 
 
 def test_plan_stays_within_budget_and_follows_its_seed():
