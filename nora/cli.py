@@ -72,8 +72,9 @@ def cmd_train(overrides: list[str], multirun: bool) -> int:
     import hydra
     from omegaconf import OmegaConf
 
-    from nora.config.compose import load_config
+    from nora.config.compose import check_overrides, load_config
 
+    overrides = check_overrides(overrides)   # mode= alias; hydra.run.dir= refused
     for job in _expand(overrides, multirun):
         load_config(job)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")

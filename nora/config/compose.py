@@ -74,10 +74,20 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
                               f"e.g. {key}=runs/my_run")
 
 
-def compose_dict(overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The composed (unvalidated) config as plain data."""
+def check_overrides(overrides: Sequence[str]) -> list[str]:
+    """Normalized overrides, or ConfigError for one that is malformed before any composition
+    (no ``=``, an empty key, a huge value, an unknown preset, an empty run directory).
+
+    The CLI calls this on everything it hands to Hydra, ``hydra.*`` keys included.
+    """
     overrides = normalize_overrides(overrides)
     _check_override_syntax(overrides)
+    return overrides
+
+
+def compose_dict(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The composed (unvalidated) config as plain data."""
+    overrides = check_overrides(overrides)
     from nora.config.presets import fast_compose
 
     data = fast_compose(overrides) if _fast_path_ok() else None
