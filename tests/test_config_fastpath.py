@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 import nora
 from nora.cli import _expand
 from nora.config import compose
-from nora.config.compose import compose_dict, compose_dict_hydra, group_choices
+from nora.config.compose import (check_overrides, compose_dict, compose_dict_hydra,
+                                 group_choices)
 from nora.config.presets import fast_compose
 
 GROUPS = ["modes", "regime", "violation", "trainer"]
@@ -39,10 +40,14 @@ def _types(data: object, path: str = "") -> list[tuple[str, str]]:
     return [(path, type(data).__name__)]
 
 
+def _hydra(overrides: list[str]) -> dict:
+    return compose_dict_hydra(check_overrides(overrides))   # the same up-front checks
+
+
 def both(overrides: list[str]) -> tuple[str, str]:
     """Each path's result, or the error it raised (both must agree on success or failure)."""
     out = []
-    for fn in (compose_dict, compose_dict_hydra):
+    for fn in (compose_dict, _hydra):
         try:
             out.append(canon(fn(overrides)))
         except nora.ConfigError:
