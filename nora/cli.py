@@ -74,7 +74,7 @@ def cmd_train(overrides: list[str], multirun: bool) -> int:
 
     from nora.config.compose import check_overrides, load_config
 
-    overrides = check_overrides(overrides)   # mode= alias; hydra.run.dir= refused
+    overrides = check_overrides(overrides, presets=False)   # mode= alias; empty run dir
     for job in _expand(overrides, multirun):
         load_config(job)
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")

@@ -52,7 +52,7 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     return out
 
 
-def _check_override_syntax(overrides: Sequence[str]) -> None:
+def _check_override_syntax(overrides: Sequence[str], presets: bool = True) -> None:
     for ov in overrides:
         if "=" not in ov:
             raise ConfigError(f"override {short(ov)} is not of the form key=value "
@@ -65,7 +65,7 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
         if not key.strip():
             raise ConfigError(f"override {short(ov)} has an empty key; expected key=value "
                               f"(e.g. regime=strict)")
-        if key in GROUPS and value not in _choices(key):
+        if presets and key in GROUPS and value not in _choices(key):
             raise ConfigError(f"{key}={short(value)} is not a known preset; "
                               f"valid choices: {', '.join(_choices(key))}")
         if key in _RUN_DIRS and not value.strip().strip("'\""):
@@ -74,14 +74,16 @@ def _check_override_syntax(overrides: Sequence[str]) -> None:
                               f"e.g. {key}=runs/my_run")
 
 
-def check_overrides(overrides: Sequence[str]) -> list[str]:
+def check_overrides(overrides: Sequence[str], *, presets: bool = True) -> list[str]:
     """Normalized overrides, or ConfigError for one that is malformed before any composition
     (no ``=``, an empty key, a huge value, an unknown preset, an empty run directory).
 
-    The CLI calls this on everything it hands to Hydra, ``hydra.*`` keys included.
+    The CLI calls this with ``presets=False`` on everything it hands to Hydra, ``hydra.*``
+    keys and sweeps (``regime=strict,balanced``) included; each job's presets are checked
+    when it is composed.
     """
     overrides = normalize_overrides(overrides)
-    _check_override_syntax(overrides)
+    _check_override_syntax(overrides, presets)
     return overrides
 
 
