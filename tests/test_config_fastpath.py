@@ -70,7 +70,7 @@ overrides = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(given=st.lists(overrides, max_size=6))
 def test_any_override_list_composes_as_hydra_does(given):
     fast, hydra = both(given)
