@@ -9,9 +9,12 @@ which the default suite uses to stay fast. Each xdist worker pays its own start-
 (an interpreter, torch and torch._dynamo, the first Hydra composition: about 3 s here), so
 the smaller the cases, the larger the share of that fixed cost.
 
-Overhead per case = the test's setup+call+teardown time (junitxml) minus the time spent in
-``nora.train`` (``duration_sec`` in results.csv); config composition (Hydra, in the core) is
-measured apart, since it is part of that difference but not the plugin's doing.
+Harness overhead per case = the test's setup+call+teardown time (junitxml) minus the time
+the trainer spent in its own ``fit()``, both measured in the same session: the plugin
+``benchmarks/_fit_timer.py`` times every ``fit()`` call and adds it to the test's junitxml
+properties. The rest is NORA's: config composition, the run's set-up and records, the final
+fingerprint and state, the plugin's rows. It is split into the part inside ``nora.train``
+(``duration_sec`` in results.csv minus fit) and the part around it.
 """
 from __future__ import annotations
 
@@ -28,43 +31,66 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
 TARGET = "experiments/test_matrix.py"
 
 
-def run_session(workers: int, out: Path, overrides: str = "", extra: str = "") -> dict:
+def run_session(workers: int, out: Path, overrides: str = "", extra: str = "",
+                root: Path = ROOT) -> dict:
     """One pytest session in a fresh process; its wall time, results and per-test times."""
     junit = out / f"junit-n{workers}.xml"
-    cmd = [sys.executable, "-m", "pytest", TARGET, "-q", "-p", "no:randomly", "-n",
-           str(workers), "--nora-report-dir", str(out / f"reports-n{workers}"),
-           "--junitxml", str(junit)]
+    cmd = [sys.executable, "-m", "pytest", TARGET, "-q", "-p", "no:randomly", "-p",
+           "_fit_timer", "-n", str(workers), "--nora-report-dir",
+           str(out / f"reports-n{workers}"), "--junitxml", str(junit)]
     if overrides:
         cmd += ["-o", f"nora_overrides={overrides}"]
     cmd += extra.split()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(root), str(BENCH), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"pytest -n {workers} failed ({proc.returncode}):\n{proc.stdout[-3000:]}")
     results = pd.read_csv(out / f"reports-n{workers}" / "latest" / "results.csv")
-    times = {f"{c.get('classname')}::{c.get('name')}": float(c.get("time"))
-             for c in ET.parse(junit).iter("testcase")}
+    times, fits, cpu = {}, {}, {}
+    for case in ET.parse(junit).iter("testcase"):
+        name = f"{case.get('classname')}::{case.get('name')}"
+        props = [(p.get("name"), float(p.get("value"))) for p in case.iter("property")
+                 if p.get("name", "").startswith("bench.")]
+        times[name] = float(case.get("time"))
+        fits[name] = sum(v for k, v in props if k == "bench.fit_sec")
+        cpu[name] = (sum(v for k, v in props if k == "bench.test_cpu_sec")
+                     - sum(v for k, v in props if k == "bench.fit_cpu_sec"))
+    if not any(fits.values()):
+        sys.exit("no bench.fit_sec property in junitxml: was the _fit_timer plugin loaded?")
     return {"wall": wall, "results": results, "test_sec": sum(times.values()),
-            "cases": len(times)}
+            "fit_sec": sum(fits.values()), "cases": len(times),
+            "overheads": [times[n] - fits[n] for n in times], "cpu_overheads": list(cpu.values())}
 
 
-def compose_seconds() -> float:
-    """Mean time of one ``nora.load_config`` for a matrix case, in this process."""
+def compose_seconds() -> tuple[float, float]:
+    """Mean time of one ``nora.load_config`` for a matrix case (cached presets) and of
+    Hydra's own composition of the same overrides, alternating, in this process."""
     import nora
     from nora.config import group_choices
+    try:
+        from nora.config.compose import compose_dict_hydra
+    except ImportError:                        # a checkout from before the cached path
+        from nora.config.compose import compose_dict as compose_dict_hydra
 
-    nora.load_config(["train.epochs=1"])   # warm
+    nora.load_config(["train.epochs=1"])   # warm: the one Hydra check per process
     sets = [[f"modes={m}", f"regime={r}", f"violation={v}", "train.epochs=1"]
             for m in group_choices("modes") for r in group_choices("regime")
             for v in group_choices("violation")][:24]
-    t0 = time.perf_counter()
+    fast, hydra = 0.0, 0.0
     for ov in sets:
+        t0 = time.perf_counter()
         nora.load_config(ov)
-    return (time.perf_counter() - t0) / len(sets)
+        t1 = time.perf_counter()
+        compose_dict_hydra(ov)
+        fast, hydra = fast + t1 - t0, hydra + time.perf_counter() - t1
+    return fast / len(sets), hydra / len(sets)
 
 
 def same_results(a: pd.DataFrame, b: pd.DataFrame) -> bool:
@@ -95,42 +121,90 @@ SIZES = {
 }
 
 
-def measure(label: str, overrides: str, rounds: int, pytest_args: str) -> float:
+def measure(label: str, overrides: str, rounds: int, pytest_args: str,
+            workers_set: tuple[int, ...]) -> tuple[float | None, float]:
     """Alternating -n 0 / -n 2 sessions at one case size; prints the breakdown, returns
-    the speed-up."""
+    the speed-up (None with one worker setting) and the harness overhead per case (s)."""
     print(f"-- {label}: {TARGET} {overrides or '(conftest.py sizes)'} {pytest_args}")
-    walls: dict[int, list[float]] = {0: [], 2: []}
-    outside: dict[int, list[float]] = {0: [], 2: []}   # wall minus a worker's share of tests
+    walls: dict[int, list[float]] = {w: [] for w in workers_set}
+    outside: dict[int, list[float]] = {w: [] for w in workers_set}
+    harness: dict[int, list[float]] = {w: [] for w in workers_set}   # per case, per session
     last: dict[int, dict] = {}
     identical = True
     with tempfile.TemporaryDirectory(prefix="nora-bench-") as tmp:
         for rnd in range(rounds):
-            for workers in ((0, 2) if rnd % 2 == 0 else (2, 0)):
+            for workers in (workers_set if rnd % 2 == 0 else workers_set[::-1]):
                 out = Path(tmp) / f"r{rnd}"
                 out.mkdir(exist_ok=True)
                 res = run_session(workers, out, overrides, pytest_args)
                 walls[workers].append(res["wall"])
                 outside[workers].append(res["wall"] - res["test_sec"] / max(workers, 1))
+                harness[workers].append((res["test_sec"] - res["fit_sec"]) / res["cases"])
                 last[workers] = res
                 print(f"round {rnd + 1}: -n {workers}: {res['wall']:6.1f} s wall, "
-                      f"{res['cases']} cases")
-            identical &= same_results(last[0]["results"], last[2]["results"])
-    one, two = last[0], last[2]
+                      f"{res['cases']} cases, harness overhead per case "
+                      f"{harness[workers][-1] * 1000:.1f} ms")
+            if len(workers_set) == 2:
+                identical &= same_results(last[0]["results"], last[2]["results"])
+    base = min(workers_set)
+    one = last[base]
     cases = one["cases"]
-    train = one["results"]["duration_sec"].sum()
-    overhead = (one["test_sec"] - train) / cases
-    med0, med2 = statistics.median(walls[0]), statistics.median(walls[2])
-    print(f"-n 0 median wall: {med0:.1f} s; -n 2 median wall: {med2:.1f} s")
-    print(f"per case (-n 0): test {one['test_sec'] / cases * 1000:.0f} ms, in nora.train "
-          f"{train / cases * 1000:.0f} ms, harness overhead {overhead * 1000:.0f} ms")
-    print(f"per case (-n 2): test {two['test_sec'] / cases * 1000:.0f} ms (each worker pays "
-          "its own first-case start-up: torch import, first Hydra composition)")
-    print(f"session outside tests: -n 0 {statistics.median(outside[0]):.1f} s, -n 2 "
-          f"{statistics.median(outside[2]):.1f} s (interpreters, imports, collection, worker "
-          "start and exit, report writing)")
+    in_train = one["results"]["duration_sec"].sum()
+    test, fit = one["test_sec"] / cases, one["fit_sec"] / cases
+    print(f"per case (-n {base}, last round): test {test * 1000:.1f} ms = trainer fit() "
+          f"{fit * 1000:.1f} ms + NORA {(test - fit) * 1000:.1f} ms (in nora.train around "
+          f"fit {(in_train / cases - fit) * 1000:.1f} ms, around nora.train "
+          f"{(test - in_train / cases) * 1000:.1f} ms)")
+    wall, cpu = one["overheads"], one["cpu_overheads"]
+    print(f"NORA per case (-n {base}, last round), wall: median {statistics.median(wall) * 1e3:.1f}"
+          f" ms, first case {wall[0] * 1e3:.0f} ms (the process's one-time imports and "
+          f"caches); CPU of this process: mean {statistics.mean(cpu) * 1e3:.1f} ms, median "
+          f"{statistics.median(cpu) * 1e3:.1f} ms, first case {cpu[0] * 1e3:.0f} ms")
+    for w in workers_set:
+        print(f"-n {w}: median wall {statistics.median(walls[w]):.1f} s; session outside "
+              f"tests {statistics.median(outside[w]):.1f} s (interpreters, imports, "
+              "collection, worker start and exit, report writing)")
+    if len(workers_set) == 1:
+        return None, statistics.median(harness[base])
+    print(f"per case (-n 2): test {last[2]['test_sec'] / cases * 1000:.0f} ms (each worker "
+          "pays its own first-case start-up: torch import, the first composition)")
     print(f"same cases, outcomes, decisions and seeded fingerprints with -n 0 and -n 2: "
           f"{'yes' if identical else 'NO'}")
-    return med0 / med2
+    return statistics.median(walls[0]) / statistics.median(walls[2]), \
+        statistics.median(harness[base])
+
+
+def measure_against(baseline: Path, overrides: str, rounds: int, pytest_args: str) -> None:
+    """-n 0 sessions of this checkout and of ``baseline`` (e.g. a checkout before a change),
+    alternating: NORA's overhead per case in each, measured the same way in one run."""
+    found: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="nora-bench-") as tmp:
+        for rnd in range(rounds):
+            order = [("baseline", baseline), ("this", ROOT)]
+            for label, root in (order if rnd % 2 == 0 else order[::-1]):
+                out = Path(tmp) / f"r{rnd}-{label}"
+                out.mkdir()
+                res = run_session(0, out, overrides, pytest_args, root=root)
+                got = found.setdefault(label, {"wall": [], "median": [], "cpu": [],
+                                               "cpu_median": []})
+                got["wall"].append((res["test_sec"] - res["fit_sec"]) / res["cases"])
+                got["median"].append(statistics.median(res["overheads"]))
+                got["cpu"].append(statistics.mean(res["cpu_overheads"]))
+                got["cpu_median"].append(statistics.median(res["cpu_overheads"]))
+                print(f"round {rnd + 1}: {label} ({root}): {res['cases']} cases, fit "
+                      f"{res['fit_sec'] / res['cases'] * 1e3:.0f} ms per case; NORA per case: "
+                      f"wall mean {got['wall'][-1] * 1e3:.1f} ms, median case "
+                      f"{got['median'][-1] * 1e3:.1f} ms; CPU mean {got['cpu'][-1] * 1e3:.1f}"
+                      f" ms, median case {got['cpu_median'][-1] * 1e3:.1f} ms, first case "
+                      f"{res['cpu_overheads'][0] * 1e3:.0f} ms")
+    for label in ("baseline", "this"):
+        med = {k: statistics.median(v) * 1e3 for k, v in found[label].items()}
+        print(f"{label}: NORA per case, medians over rounds: wall mean {med['wall']:.1f} ms, "
+              f"median case {med['median']:.1f} ms; CPU mean {med['cpu']:.1f} ms, median case "
+              f"{med['cpu_median']:.1f} ms")
+    print(f"baseline harness overhead per case ms: "
+          f"{statistics.median(found['baseline']['wall']) * 1e3:.1f}")
+    print(f"harness overhead per case ms: {statistics.median(found['this']['wall']) * 1e3:.1f}")
 
 
 def main() -> None:
@@ -140,6 +214,11 @@ def main() -> None:
                         help=f"case sizes to measure, of {', '.join(SIZES)} (headline: first)")
     parser.add_argument("--overrides", default=None, metavar="'K=V ...'",
                         help="measure this one custom case size instead of --sizes")
+    parser.add_argument("--workers", default="0,2", choices=["0,2", "0"],
+                        help="'0' measures the harness overhead alone (no xdist speed-up)")
+    parser.add_argument("--baseline-root", default=None, metavar="PATH",
+                        help="compare NORA's overhead per case with another checkout (-n 0, "
+                             "alternating), e.g. one before a change; measures --sizes' first")
     parser.add_argument("--pytest-args", default="", metavar="'ARGS'",
                         help="more pytest arguments for both sessions, e.g. "
                              "'-p no:hypothesispytest' to leave out that plugin's fixed cost")
@@ -149,14 +228,25 @@ def main() -> None:
         if name not in SIZES:
             sys.exit(f"--sizes: unknown size {name!r}; valid choices: {', '.join(SIZES)}")
         sizes[name] = SIZES[name]()
+    if args.baseline_root:
+        measure_against(Path(args.baseline_root).resolve(), next(iter(sizes.values())),
+                        args.rounds, args.pytest_args)
+        return
+    workers_set = tuple(int(w) for w in args.workers.split(","))
     print(f"machine: {os.cpu_count()} CPU(s); {args.rounds} round(s) per size, alternating")
-    ratios = {name: measure(name, ov, args.rounds, args.pytest_args)
-              for name, ov in sizes.items()}
-    print(f"one nora.load_config (the core's Hydra composition, once per case) takes "
-          f"{compose_seconds() * 1000:.0f} ms here")
-    for name, ratio in ratios.items():
-        print(f"speed-up at size {name}: {ratio:.2f}")
-    print(f"xdist speed-up ratio: {next(iter(ratios.values())):.2f}")
+    measured = {name: measure(name, ov, args.rounds, args.pytest_args, workers_set)
+                for name, ov in sizes.items()}
+    fast, hydra = compose_seconds()
+    print(f"one nora.load_config of a matrix case: {fast * 1000:.2f} ms (presets cached once "
+          f"per process); Hydra's composition of the same: {hydra * 1000:.0f} ms")
+    for name, (ratio, overhead) in measured.items():
+        speed = f"speed-up {ratio:.2f}, " if ratio is not None else ""
+        print(f"size {name}: {speed}harness overhead per case {overhead * 1000:.1f} ms")
+    headline = "ci" if "ci" in measured else next(iter(measured))
+    print(f"harness overhead per case ms: {measured[headline][1] * 1000:.1f}")
+    ratio = next(iter(measured.values()))[0]
+    if ratio is not None:
+        print(f"xdist speed-up ratio: {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ def cmd_train(overrides: list[str], multirun: bool, cfg: str | None = None) -> i
     import hydra
     from omegaconf import OmegaConf
 
-    from nora.config.compose import load_config
+    from nora.config.compose import check_overrides, load_config
 
+    overrides = check_overrides(overrides, presets=False)   # mode= alias; empty run dir
     if cfg == "job":
         from nora.cli_help import composed_yaml
         print(composed_yaml(_expand(overrides, multirun)), end="")

@@ -1,28 +1,39 @@
 """Compose a RunConfig from the packaged YAML presets and ``key=value`` overrides.
 
-The CLI and the library both go through Hydra's composition, so there is one source of
-truth for every value, and errors name the key, the bad value and the valid choices.
+The CLI and the library share one composition: Hydra's semantics, computed by
+``nora.config.presets`` on presets cached once per process when the overrides are plain
+(the common case, microseconds), and by Hydra itself otherwise. Any bad input ends as one
+``ConfigError`` line that names the key, the bad value and the valid choices.
 """
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 from pydantic import ValidationError
 
+from nora.config.messages import format_validation_error, hydra_message, short
 from nora.config.schema import RunConfig
 from nora.errors import ConfigError
 
 CONFIG_MODULE = "nora.conf"
 GROUPS = {"modes": "mode", "regime": "regime", "violation": "violation", "trainer": "trainer"}
+ALIASES = {"mode": "modes"}          # `mode=norm_aware` reads naturally; the group is `modes`
+_RUN_DIRS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir")
+MAX_OVERRIDE = 1000                  # characters; longer ones are refused before Hydra sees them
+
+
+@functools.lru_cache(maxsize=None)
+def _choices(group: str) -> tuple[str, ...]:
+    root = resources.files(CONFIG_MODULE).joinpath(group)
+    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml")))
 
 
 def group_choices(group: str) -> list[str]:
     """The preset names of one YAML group, e.g. ``group_choices("regime")``."""
-    root = resources.files(CONFIG_MODULE).joinpath(group)
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    return list(_choices(group))
 
 
 REGISTERED = ("trainer", "violation")
@@ -58,30 +69,86 @@ def _register_preset(group: str, name: str) -> bool:
     return True
 
 
-def _check_override_syntax(overrides: Sequence[str]) -> None:
+def normalize_overrides(overrides: Sequence[str]) -> list[str]:
+    """Overrides as Hydra reads them: ``mode=<name>`` becomes ``modes=<name>``.
+
+    The CLI calls this too, so ``python -m nora train mode=norm_aware`` works like
+    ``nora.load_config(["mode=norm_aware"])``. A non-string entry raises ConfigError.
+    """
+    out = []
     for ov in overrides:
-        if not isinstance(ov, str) or "=" not in ov:
-            raise ConfigError(f"override {ov!r} is not of the form key=value "
+        if not isinstance(ov, str):
+            raise ConfigError(f"override {short(ov)} is not a string of the form key=value "
+                              "(e.g. regime=strict, train.epochs=2)")
+        key, sep, value = ov.partition("=")
+        out.append(f"{ALIASES[key]}={value}" if sep and key in ALIASES else ov)
+    return out
+
+
+def _check_override_syntax(overrides: Sequence[str], presets: bool = True) -> None:
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {short(ov)} is not of the form key=value "
                               f"(e.g. regime=strict, train.epochs=2)")
+        if len(ov) > MAX_OVERRIDE:
+            raise ConfigError(f"override {short(ov)} is {len(ov)} characters long; the "
+                              f"limit is {MAX_OVERRIDE}")
         key, value = ov.split("=", 1)
         key = key.lstrip("+~")
+        if not key.strip():
+            raise ConfigError(f"override {short(ov)} has an empty key; expected key=value "
+                              f"(e.g. regime=strict)")
         if key in REGISTERED and _register_preset(key, value):
             continue
-        if key in GROUPS and value not in group_choices(key):
-            raise ConfigError(f"{key}={value!r} is not a known preset; "
-                              f"valid choices: {', '.join(group_choices(key))}")
+        if presets and key in GROUPS and value not in _choices(key):
+            raise ConfigError(f"{key}={short(value)} is not a known preset; "
+                              f"valid choices: {', '.join(_choices(key))}")
+        if key in _RUN_DIRS and not value.strip().strip("'\""):
+            raise ConfigError(f"{key}={short(value)}: the run directory must not be empty "
+                              f"(records would land in the working directory); give a path, "
+                              f"e.g. {key}=runs/my_run")
+
+
+def check_overrides(overrides: Sequence[str], *, presets: bool = True) -> list[str]:
+    """Normalized overrides, or ConfigError for one that is malformed before any composition
+    (no ``=``, an empty key, a huge value, an unknown preset, an empty run directory).
+
+    The CLI calls this with ``presets=False`` on everything it hands to Hydra, ``hydra.*``
+    keys and sweeps (``regime=strict,balanced``) included; each job's presets are checked
+    when it is composed.
+    """
+    overrides = normalize_overrides(overrides)
+    _check_override_syntax(overrides, presets)
+    return overrides
 
 
 def compose_dict(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The composed (unvalidated) config as plain data."""
+    overrides = check_overrides(overrides)
+    from nora.config.presets import fast_compose
+
+    data = fast_compose(overrides) if _fast_path_ok() else None
+    return data if data is not None else compose_dict_hydra(overrides)
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_path_ok() -> bool:
+    """Once per process: the cached presets give exactly Hydra's defaults, else Hydra only."""
+    from nora.config.presets import fast_compose
+
+    try:
+        return fast_compose([]) == compose_dict_hydra([])
+    except ConfigError:
+        return False
+
+
+def compose_dict_hydra(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Hydra's own composition (the reference the fast path is tested against)."""
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     overrides = list(overrides)
-    _check_override_syntax(overrides)
     gh = GlobalHydra.instance()
     was_initialized = gh.is_initialized()
     if was_initialized:
@@ -91,43 +158,29 @@ def compose_dict(overrides: Sequence[str] = ()) -> dict[str, Any]:
             cfg = compose(config_name="config", overrides=overrides,
                           return_hydra_config=any(o.lstrip("+~").startswith("hydra")
                                                   for o in overrides))
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise ConfigError(_hydra_message(str(exc), overrides)) from None
+        data = OmegaConf.to_container(cfg, resolve=False)
+        data.pop("hydra", None)
+        return OmegaConf.to_container(OmegaConf.create(data), resolve=True)
+    except Exception as exc:       # noqa: BLE001 - Hydra, OmegaConf and the OS raise anything
+        raise ConfigError(hydra_message(exc, overrides, _known_keys)) from None
     finally:
-        if was_initialized:
+        if was_initialized or GlobalHydra.instance().is_initialized():
             GlobalHydra.instance().clear()
-    data = OmegaConf.to_container(cfg, resolve=False)
-    data.pop("hydra", None)
-    return OmegaConf.to_container(OmegaConf.create(data), resolve=True)
 
 
-def _hydra_message(msg: str, overrides: Sequence[str]) -> str:
-    first = msg.strip().splitlines()[0] if msg.strip() else msg
-    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", msg)
-    if missing and "Available options" in msg:
-        options = [ln.strip() for ln in msg.split("Available options", 1)[1].splitlines()[1:]
-                   if ln.strip() and not ln.startswith(("Config search", "\tprovider"))]
-        options = [o for o in options if "provider=" not in o and not o.startswith("Config")]
-        return (f"{missing.group(1)}={missing.group(2)!r} is not available; valid choices: "
-                f"{', '.join(options)}")
-    match = re.search(r"override '([^']+)'", msg)
-    if not match:
-        return f"invalid override in {' '.join(overrides)!r}: {first}"
-    key = match.group(1)
-    value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), None)
+def _known_keys(key: str, overrides: Sequence[str]) -> list[str]:
+    """The keys next to ``key`` in the config the group overrides compose."""
     groups_only = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in GROUPS]
     parent: Any = compose_dict(groups_only)
-    path = key.split(".")
-    for part in path[:-1]:
+    for part in key.split(".")[:-1]:
         if not isinstance(parent, Mapping) or part not in parent:
             break
         parent = parent[part]
-    known = ", ".join(sorted(parent)) if isinstance(parent, Mapping) else ""
-    return f"unknown config key {key!r} (value {value!r}); valid keys here: {known}"
+    return sorted(parent) if isinstance(parent, Mapping) else []
 
 
-def validate(data: Mapping[str, Any]) -> RunConfig:
-    """Validate composed data, turning pydantic's report into one message per bad key."""
+def _validate(data: Mapping[str, Any]) -> RunConfig:
+    """The one place composed data becomes a RunConfig (schema plus cross-field rules)."""
     try:
         config = RunConfig.model_validate(dict(data))
     except ValidationError as exc:
@@ -145,34 +198,16 @@ def validate(data: Mapping[str, Any]) -> RunConfig:
     return config
 
 
-def _lookup(data: Any, loc: Iterable[Any]) -> Any:
-    cur = data
-    for part in loc:
-        if isinstance(cur, Mapping) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, (list, tuple)) and isinstance(part, int) and part < len(cur):
-            cur = cur[part]
-        else:
-            return None
-    return cur
-
-
-def format_validation_error(exc: ValidationError, data: Mapping[str, Any]) -> str:
-    lines = ["invalid config:"]
-    for err in exc.errors():
-        loc = [p for p in err["loc"] if p not in ("supervised", "ppo")]
-        key = ".".join(str(p) for p in loc)
-        value = err.get("input", _lookup(data, loc))
-        if err["type"] == "extra_forbidden":
-            parent = _lookup(data, loc[:-1])
-            known = sorted(set(parent) - {loc[-1]}) if isinstance(parent, Mapping) else []
-            lines.append(f"  {key}: unknown key (value {value!r}); valid keys here: "
-                         f"{', '.join(known)}")
-        else:
-            lines.append(f"  {key} = {value!r}: {err['msg']}")
-    return "\n".join(lines)
+def validate(data: Mapping[str, Any]) -> RunConfig:
+    """Validate composed data (e.g. a manifest's config), one message per bad key."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a config must be a mapping of sections, got {short(data)}")
+    return _validate(data)
 
 
 def load_config(overrides: Sequence[str] = ()) -> RunConfig:
     """Compose presets with ``key=value`` overrides (as on the CLI) and validate."""
+    if isinstance(overrides, (str, bytes)):
+        raise ConfigError(f"overrides must be a list of key=value strings, got the single "
+                          f"string {short(overrides)}; write [{short(overrides)}]")
     return validate(compose_dict(overrides))
