@@ -16,6 +16,7 @@ import pytest
 
 from nora.pytest.case import CaseSpec, CaseState, DDPGroup, GoldenCheck, Recorder, SeededTrainer
 from nora.pytest.case import marker_values
+from nora.pytest.crash import CASE_ATTR, case_info
 from nora.pytest.options import AXES, NoraOptions, add_options
 from nora.pytest.reporter import REPORT_ATTR, NoraReporter
 from nora.pytest.workers import WorkerInfo, XdistHooks, worker_device
@@ -121,6 +122,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     state = item.stash.get(STATE_KEY, None)
     if state is not None:
+        if report.when == "setup":   # the controller learns a case began (for a crash)
+            setattr(report, CASE_ATTR, case_info(state.spec, state.worker,
+                                                 list(state.spec.seeds or [])))
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             state.test_outcome = report.outcome
             if report.failed:
