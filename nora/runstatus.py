@@ -2,6 +2,7 @@
 its manifest must never stay ``running`` once nobody is running it."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ __all__ = ["UNFINISHED", "mark_stopped"]
 UNFINISHED = ("running", None)   # manifest statuses that mean "nobody finished this run"
 
 
-def mark_stopped(run_dir: str | Path, status: str, reason: str) -> dict[str, Any] | None:
+def mark_stopped(run_dir: str | Path, status: str, reason: str, *,
+                 defaults: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Set ``status`` and ``error`` in ``run_dir/manifest.json`` when it is still unfinished
-    (or unreadable); a finished run (done, halted, failed) is left as it is.
+    (or unreadable); a finished run (done, halted, failed) is left as it is. ``defaults``
+    fill keys a run stopped before writing its manifest could not (e.g. ``config``).
 
     Returns the manifest as written, or None when there was nothing to mark (no run
     directory, or a run that had finished).
@@ -31,6 +34,8 @@ def mark_stopped(run_dir: str | Path, status: str, reason: str) -> dict[str, Any
         manifest = {}
     if manifest.get("status") not in UNFINISHED:
         return None
+    for key, value in (defaults or {}).items():
+        manifest.setdefault(key, value)
     manifest.update(status=status, error=reason,
                     stopped_at=datetime.now().isoformat(timespec="seconds"))
     write_json(path, manifest)
