@@ -1,5 +1,6 @@
-"""Is a rank making progress? A hang is silence, not length: a DDP group may run for hours,
-but a rank that neither burns CPU nor reports a step for ``timeout_s`` is hung.
+"""Is a DDP group making progress? A hang is silence, not length: a group may run for hours,
+but when no unfinished rank has burnt CPU or reported a step for ``timeout_s``, it is hung
+(and ``hang_report`` tells the stuck ranks from those waiting for them in a collective).
 
 Progress is either signal: a heartbeat (``heartbeat()``, which NORA's trainers call every
 step and a user's rank function may call in long phases of I/O), or the rank's own CPU time
@@ -74,8 +75,10 @@ class RankWatch:
         self.count = [0] * len(self.pids)
         self.samples = [collections.deque([(now, cpu_seconds(p) or 0.0)]) for p in self.pids]
 
-    def poll(self, ranks: Sequence[int]) -> list[int]:
-        """Sample ``ranks``; return those silent for ``timeout_s`` or longer."""
+    def poll(self, ranks: Sequence[int]) -> bool:
+        """Sample ``ranks``; True when every one of them has been silent for ``timeout_s``.
+        One silent rank is not enough: it may only be waiting in a collective for a peer
+        that is still working (a slow rank, a loaded machine)."""
         now = time.monotonic()
         for r in ranks:
             beat = int(self.beats[r])
@@ -91,7 +94,7 @@ class RankWatch:
             t0, c0 = window[0]
             if now - t0 >= self.window * 0.5 and cpu - c0 >= BUSY_FRACTION * (now - t0):
                 self.last[r] = now
-        return [r for r in ranks if now - self.last[r] >= self.timeout_s]
+        return bool(ranks) and all(now - self.last[r] >= self.timeout_s for r in ranks)
 
     def silence(self, rank: int) -> float:
         return time.monotonic() - self.last[rank]

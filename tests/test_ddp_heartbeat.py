@@ -20,7 +20,7 @@ import torch.distributed as dist
 import nora
 from nora.ddp import GroupError, heartbeat, run_group
 
-TIMEOUT_S = 3.0
+TIMEOUT_S = 1.5
 
 
 # --- rank functions (module level: ranks import them by name) ---------------------------
@@ -96,13 +96,13 @@ def _ddp_config(epochs: int):
 # --- tests ------------------------------------------------------------------------------
 def test_a_group_that_outlasts_the_timeout_completes_while_it_shows_progress():
     t0 = time.monotonic()
-    out = run_group(busy_or_beating, 2, backend="gloo", timeout_s=1.5, args=(4.0,))
+    out = run_group(busy_or_beating, 2, backend="gloo", timeout_s=1.0, args=(3.0,))
     assert out == [2.0, 2.0]
-    assert time.monotonic() - t0 > 4.0
+    assert time.monotonic() - t0 > 3.0
 
 
 def test_a_healthy_ddp_run_longer_than_ddp_timeout_completes(private_tmp):
-    result = nora.train(_ddp_config(epochs=30), run_dir=private_tmp / "run")
+    result = nora.train(_ddp_config(epochs=40), run_dir=private_tmp / "run")
     manifest = json.loads((private_tmp / "run" / "manifest.json").read_text())
     assert result.status == "done" and manifest["status"] == "done"
     assert manifest["duration_sec"] > TIMEOUT_S, "the run must outlast the timeout"
