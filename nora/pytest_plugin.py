@@ -18,6 +18,7 @@ from nora.pytest.case import CaseSpec, CaseState, DDPGroup, GoldenCheck, Recorde
 from nora.pytest.case import marker_values
 from nora.pytest.crash import CASE_ATTR, case_info
 from nora.pytest.options import AXES, NoraOptions, add_options
+from nora.pytest.seeds import seed_base
 from nora.pytest.reporter import REPORT_ATTR, NoraReporter
 from nora.pytest.workers import WorkerInfo, XdistHooks, worker_device
 
@@ -59,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):   # reporters live on the controller only
         config.pluginmanager.register(NoraReporter(config, options, info), "nora-reporter")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(info), "nora-xdist")
+            config.pluginmanager.register(
+                XdistHooks(info, lambda: seed_base(config, options.overrides)), "nora-xdist")
 
 
 def _parametrized_elsewhere(metafunc: pytest.Metafunc, name: str) -> bool:
@@ -140,6 +142,10 @@ def _case_text(item: pytest.Item, state: CaseState) -> str:
     lines = [f"trainer={s.trainer} mode={s.mode} regime={s.regime} violation={s.violation} "
              f"seeds={list(s.seeds) if s.seeds else 'config default'} "
              f"overrides={list(s.overrides)}"]
+    if s.per_test_seed and s.seeds:
+        from nora.pytest.seeds import seed_text
+
+        lines.append(seed_text(s.test_id, s.seeds[0]))
     root = item.config.stash[WORKER_KEY].session_dir
     for rec in state.records:
         lines.append(f"run {rec['run']} seed {rec['seed']}: {rec['outcome']} (expected "

@@ -17,8 +17,9 @@ UNFINISHED = ("running", None)   # manifest statuses that mean "nobody finished 
 def mark_stopped(run_dir: str | Path, status: str, reason: str, *,
                  defaults: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
     """Set ``status`` and ``error`` in ``run_dir/manifest.json`` when it is still unfinished
-    (or unreadable); a finished run (done, halted, failed) is left as it is. ``defaults``
-    fill keys a run stopped before writing its manifest could not (e.g. ``config``).
+    (or unreadable); a finished run (done, halted, failed) is left as it is, except that one
+    already marked ``status`` without a reason gets ``reason``. ``defaults`` fill keys a run
+    stopped before writing its manifest could not (e.g. ``config``).
 
     Returns the manifest as written, or None when there was nothing to mark (no run
     directory, or a run that had finished).
@@ -32,6 +33,10 @@ def mark_stopped(run_dir: str | Path, status: str, reason: str, *,
         manifest = {}
     if not isinstance(manifest, dict):
         manifest = {}
+    if manifest.get("status") == status and not manifest.get("error"):
+        manifest["error"] = reason
+        write_json(path, manifest)
+        return manifest
     if manifest.get("status") not in UNFINISHED:
         return None
     for key, value in (defaults or {}).items():

@@ -48,13 +48,17 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def _assert_nothing_left(pids) -> None:
+def _scratch() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("nora-rank*"))
+
+
+def _assert_nothing_left(pids, scratch_before: set[Path]) -> None:
     deadline = time.monotonic() + 5
     while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert pids and all(_gone(p) for p in pids), "a rank process survived"
     assert not [c for c in mp.active_children() if c.name.startswith("nora-ddp-rank")]
-    left = list(Path(tempfile.gettempdir()).glob("nora-rank*"))
+    left = _scratch() - scratch_before
     assert not left, f"a rank's scratch directory was left behind: {left}"
 
 
@@ -81,13 +85,6 @@ def _signal_mid_run(run_dir: Path, rank: int, sig: int, out: dict) -> None:
     os.kill(pid, sig)
 
 
-@pytest.fixture
-def private_tmp(tmp_path, monkeypatch):
-    """Scratch directories go here, so other sessions' ranks cannot blur the check."""
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    return tmp_path
-
-
 def _ddp_config(epochs: int):
     return nora.load_config(["ddp.world_size=2", f"ddp.timeout_s={TIMEOUT_S}",
                              f"train.epochs={epochs}", "trainer.train_subset=512"])
@@ -101,12 +98,13 @@ def test_a_group_that_outlasts_the_timeout_completes_while_it_shows_progress():
     assert time.monotonic() - t0 > 3.0
 
 
-def test_a_healthy_ddp_run_longer_than_ddp_timeout_completes(private_tmp):
-    result = nora.train(_ddp_config(epochs=40), run_dir=private_tmp / "run")
-    manifest = json.loads((private_tmp / "run" / "manifest.json").read_text())
+def test_a_healthy_ddp_run_longer_than_ddp_timeout_completes(tmp_path):
+    before = _scratch()
+    result = nora.train(_ddp_config(epochs=40), run_dir=tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert result.status == "done" and manifest["status"] == "done"
     assert manifest["duration_sec"] > TIMEOUT_S, "the run must outlast the timeout"
-    assert not list(private_tmp.glob("nora-rank*"))
+    assert not _scratch() - before
 
 
 def stop_or_kill_rank_mid_run(tmp: Path, rank: int, sig: int) -> tuple[GroupError, float]:
@@ -114,6 +112,7 @@ def stop_or_kill_rank_mid_run(tmp: Path, rank: int, sig: int) -> tuple[GroupErro
     run_dir = tmp / f"run-{rank}-{sig}"
     hit: dict = {}
     t = threading.Thread(target=_signal_mid_run, args=(run_dir, rank, sig, hit), daemon=True)
+    before = _scratch()
     t.start()
     with pytest.raises(GroupError) as info:
         nora.train(_ddp_config(epochs=400), run_dir=run_dir)
@@ -122,24 +121,24 @@ def stop_or_kill_rank_mid_run(tmp: Path, rank: int, sig: int) -> tuple[GroupErro
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "failed", manifest["status"]
     assert f"rank {rank}" in manifest["error"]
-    _assert_nothing_left(info.value.pids)
+    _assert_nothing_left(info.value.pids, before)
     return info.value, took
 
 
-def test_a_stopped_rank_is_named_soon_after_the_timeout(private_tmp):
-    err, took = stop_or_kill_rank_mid_run(private_tmp, 1, signal.SIGSTOP)
+def test_a_stopped_rank_is_named_soon_after_the_timeout(tmp_path):
+    err, took = stop_or_kill_rank_mid_run(tmp_path, 1, signal.SIGSTOP)
     assert err.ranks == [1], str(err)
     assert "rank 1 hung" in str(err) and "stopped (SIGSTOP" in str(err)
     assert TIMEOUT_S <= took < TIMEOUT_S + 4, f"named {took:.1f} s after the stop"
 
 
 @pytest.mark.slow
-def test_twenty_stopped_or_killed_ranks_leave_nothing_behind(private_tmp):
+def test_twenty_stopped_or_killed_ranks_leave_nothing_behind(tmp_path):
     """20 trials: SIGSTOP or SIGKILL, rank 0 or rank 1, each mid-run."""
     times = {"SIGSTOP": [], "SIGKILL": []}
     for trial in range(20):
         rank, sig = trial % 2, (signal.SIGSTOP, signal.SIGKILL)[trial // 2 % 2]
-        err, took = stop_or_kill_rank_mid_run(private_tmp / str(trial), rank, sig)
+        err, took = stop_or_kill_rank_mid_run(tmp_path / str(trial), rank, sig)
         assert err.ranks == [rank], str(err)
         if sig == signal.SIGSTOP:
             assert TIMEOUT_S <= took < TIMEOUT_S + 4, f"trial {trial}: {took:.1f} s"

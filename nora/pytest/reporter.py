@@ -30,7 +30,8 @@ class NoraReporter:
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         o = self.options
-        seeds = ",".join(map(str, o.seeds)) if o.seeds else "config default (marker seeds win)"
+        seeds = (",".join(map(str, o.seeds)) if o.seeds
+                 else "per test, config seed + crc32(node id) (marker seeds win)")
         line = f"nora: seeds={seeds}; device={o.device}; report dir={self.info.session_dir}"
         if o.gate:
             line += "; gate on"
