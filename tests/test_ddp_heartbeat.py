@@ -116,6 +116,7 @@ def stop_or_kill_rank_mid_run(tmp: Path, rank: int, sig: int) -> tuple[GroupErro
     t.start()
     with pytest.raises(GroupError) as info:
         nora.train(_ddp_config(epochs=400), run_dir=run_dir)
+    assert "at" in hit, f"the group failed before the fault was injected: {info.value}"
     took = time.monotonic() - hit["at"]
     t.join(1)
     manifest = json.loads((run_dir / "manifest.json").read_text())
