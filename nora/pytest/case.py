@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nora.pytest.options import AXES, NoraOptions
+from nora.pytest.options import AXES, NoraOptions, config_defaults
 
 MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides", "golden",
                "max_ci_width", "metric")
@@ -34,18 +34,6 @@ def case_name(nodeid: str) -> str:
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-@functools.lru_cache(maxsize=1)
-def config_defaults() -> dict[str, str]:
-    """The preset each group falls back to (``nora/conf/config.yaml``), for cases that fix
-    no mode, regime or violation: they are still marked with what they run."""
-    from nora.config.compose import compose_dict
-
-    data = compose_dict([])
-    return {"mode": data["mode"]["name"], "regime": data["regime"]["name"],
-            "violation": data["violation"]["name"], "trainer": data["trainer"]["name"],
-            "seed": data.get("seed")}
 
 
 def marker_values(marker: pytest.Mark | None, axis: str) -> list[str] | None:

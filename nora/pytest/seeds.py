@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from nora.pytest.options import config_defaults
+
 SEED_BASE = "nora_seed_base"   # workerinput key
 _BASE_KEY = pytest.StashKey[object]()
 _UNSET = object()
@@ -33,8 +35,6 @@ def _config_seed(overrides: Sequence[str]) -> int | None:
             except ValueError:
                 raise ValueError(f"ini nora_overrides: seed={value!r} is not an integer or "
                                  "null") from None
-    from nora.pytest.case import config_defaults
-
     seed = config_defaults()["seed"]
     return None if seed is None else int(seed)
 
