@@ -40,7 +40,6 @@ def _announce_when_running(case_dir: pathlib.Path) -> None:
 def test_case(seeded_trainer, violation, nora_case):
     first = seeded_trainer.fit(seed=1)
     if violation == "missing_seed":
-        runs = seeded_trainer.config.model_dump()  # noqa: F841 - a config error would show here
         case_dir = pathlib.Path(os.environ["NORA_TEST_REPORTS"]).glob(f"*/runs/{nora_case.case}")
         threading.Thread(target=_announce_when_running, args=(next(case_dir),),
                          daemon=True).start()
