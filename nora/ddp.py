@@ -247,7 +247,7 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
                     where, culprits = hang_report(pids, pending, dumps, watch, __file__)
                     raise GroupError(
                         f"{what}: rank {', '.join(map(str, culprits))} hung: no progress "
-                        f"(heartbeat or CPU time) from rank(s) {', '.join(map(str, pending))} "
+                        f"(heartbeat or CPU demand) from rank(s) {', '.join(map(str, pending))} "
                         f"for {timeout_s:g} s, after {time.monotonic() - t0:.1f} s of running; "
                         f"they were killed. Where each was:\n{where}\nHint: a rank blocked in "
                         "a collective waits for a rank that never reaches it; a rank that waits "

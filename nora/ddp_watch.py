@@ -3,10 +3,14 @@ but when no unfinished rank has burnt CPU or reported a step for ``timeout_s``, 
 (and ``hang_report`` tells the stuck ranks from those waiting for them in a collective).
 
 Progress is either signal: a heartbeat (``heartbeat()``, which NORA's trainers call every
-step and a user's rank function may call in long phases of I/O), or the rank's own CPU time
-(``/proc/<pid>/stat``) rising faster than idle threads make it rise. A rank stopped
-(``SIGSTOP``), asleep, or blocked in a collective shows neither; a rank that computes,
-loads data or evaluates shows the second even if nobody calls ``heartbeat()``.
+step and a user's rank function may call in long phases of I/O), or the rank's main thread
+wanting the CPU: its time running plus its time runnable but waiting for a core
+(``/proc/<pid>/task/<pid>/schedstat``, in ns). Counting the wait makes the signal hold on a
+loaded machine (a working thread is always one or the other), and reading the main thread
+only leaves out the background threads (gloo's, the launcher watch) that wake while the
+rank is stuck. A rank stopped (``SIGSTOP``), asleep, or blocked in a collective shows
+neither signal; a rank that computes, loads data or evaluates shows the second even if
+nobody calls ``heartbeat()``. Without schedstat, the process's CPU time is read instead.
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ __all__ = ["RankWatch", "heartbeat", "where"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PROC = os.path.exists("/proc/self/stat")
-# idle threads (the launcher watch, gloo's) were measured at 2 clock ticks in 6 s; a rank that
-# works gets most of a core. 5% of a core over the window separates them by 15x either way.
-BUSY_FRACTION = 0.05
+# a working main thread wants the CPU nearly all the time (running or queued); a stuck one
+# does not wake at all. 10% of the window separates them by an order of magnitude.
+BUSY_FRACTION = 0.10
 
 _beats: Any = None     # this rank's shared counters (set in spawned ranks only)
 _rank = 0
@@ -43,10 +47,17 @@ def heartbeat() -> None:
         _beats[_rank] += 1
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, or None where /proc cannot tell."""
+def busy_seconds(pid: int) -> float | None:
+    """Seconds the main thread of ``pid`` ran or waited to run; else its process's CPU
+    time; None where /proc cannot tell."""
     if not _PROC:
         return None
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as fh:
+            ran_ns, waited_ns = fh.read().split()[:2]
+        return (int(ran_ns) + int(waited_ns)) / 1e9
+    except (OSError, ValueError):
+        pass
     try:
         with open(f"/proc/{pid}/stat") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
@@ -73,7 +84,7 @@ class RankWatch:
         self.window = min(1.0, timeout_s / 4)
         self.last = [now] * len(self.pids)
         self.count = [0] * len(self.pids)
-        self.samples = [collections.deque([(now, cpu_seconds(p) or 0.0)]) for p in self.pids]
+        self.samples = [collections.deque([(now, busy_seconds(p) or 0.0)]) for p in self.pids]
 
     def poll(self, ranks: Sequence[int]) -> bool:
         """Sample ``ranks``; True when every one of them has been silent for ``timeout_s``.
@@ -84,7 +95,7 @@ class RankWatch:
             beat = int(self.beats[r])
             if beat != self.count[r]:
                 self.count[r], self.last[r] = beat, now
-            cpu = cpu_seconds(self.pids[r])
+            cpu = busy_seconds(self.pids[r])
             if cpu is None:
                 continue
             window = self.samples[r]

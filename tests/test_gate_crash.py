@@ -48,7 +48,7 @@ def test_case(seeded_trainer, violation, nora_case):
 """
 
 
-def _run_and_kill(pytester: pytest.Pytester, timeout_s: float = 120.0) -> tuple[int, str, int]:
+def _run_and_kill(pytester: pytest.Pytester, timeout_s: float = 500.0) -> tuple[int, str, int]:
     env = dict(os.environ, NORA_TEST_REPORTS=str(pytester.path / "reports"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:randomly", "-p", "no:cacheprovider",
