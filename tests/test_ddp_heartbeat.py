@@ -143,7 +143,7 @@ def test_twenty_stopped_or_killed_ranks_leave_nothing_behind(tmp_path):
         assert err.ranks == [rank], str(err)
         if sig == signal.SIGSTOP:
             assert TIMEOUT_S <= took < TIMEOUT_S + 4, f"trial {trial}: {took:.1f} s"
-        else:
-            assert took < TIMEOUT_S, f"trial {trial}: a death waited {took:.1f} s"
+        else:   # seen by its process sentinel, not by silence (reaping the peer may take
+            assert f"rank {rank} died (killed by SIGKILL)" in str(err), str(err)  # a while)
         times[signal.Signals(sig).name].append(round(took, 2))
     print("seconds from the fault to the error:", times)
