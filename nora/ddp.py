@@ -4,8 +4,10 @@ One process per rank is spawned (``spawn``: no inherited CUDA or thread state), 
 initialises the group (gloo on CPU, NCCL when every rank can have its own GPU), runs
 ``fn(rank, world_size, *args, **kwargs)`` and sends its return value back over a pipe.
 The parent waits on the pipes *and* the process sentinels, so a rank that dies is seen at
-once and a rank that hangs is seen at the deadline; either way the error names the rank,
-the survivors (and anything they started) are killed, and nothing is left behind.
+once, and watches every rank's progress (``nora.ddp_watch``: heartbeats and CPU time), so a
+rank that is silent for ``timeout_s`` is named as hung however long the group has run;
+either way the error names the rank, the survivors (and anything they started) are killed,
+and nothing is left behind.
 
 Under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` set) nothing
 is spawned: this process is one rank, torch.distributed's own rendezvous joins the ranks,
@@ -16,7 +18,6 @@ from __future__ import annotations
 import faulthandler
 import multiprocessing as mp
 import os
-import re
 import signal
 import socket
 import tempfile
@@ -28,9 +29,11 @@ from datetime import timedelta
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from nora.ddp_watch import RankWatch, hang_report, heartbeat, proc_state, set_beats
 from nora.errors import NoraError
 
-__all__ = ["GroupError", "free_port", "resolve_backend", "run_group", "torchrun_env"]
+__all__ = ["GroupError", "free_port", "heartbeat", "remove_if_launcher_dies", "resolve_backend",
+           "run_group", "torchrun_env"]
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 DEFAULT_PORTS = range(20000, 32000)   # below Linux's ephemeral range (32768-60999)
@@ -96,45 +99,44 @@ def free_port(candidates: Iterable[int] | None = None, *, addr: str = "127.0.0.1
     raise NoraError(f"no free port in {ports[0]}..{ports[-1]} on {addr}")
 
 
+_LEFT_BEHIND: list[str] = []   # paths a rank removes when its launcher is killed
+
+
+def remove_if_launcher_dies(path: str) -> None:
+    """In a rank: remove ``path`` (a scratch directory) if the launcher is killed, so that not
+    even a ``kill -9`` of the launcher leaves it behind (the launcher removes it otherwise)."""
+    _LEFT_BEHIND.append(path)
+
+
 def _watch_launcher(launcher_pid: int) -> None:
     """Exit when the launching process is gone, so a killed launcher leaves no orphan."""
+    import shutil
+
     while True:
         try:
             os.kill(launcher_pid, 0)
         except ProcessLookupError:
+            for path in _LEFT_BEHIND:
+                shutil.rmtree(path, ignore_errors=True)
             os._exit(3)
         time.sleep(0.5)
 
 
-_FRAME = re.compile(r'File "(?P<path>[^"]+)", line (?P<line>\d+) in (?P<func>\S+)')
-
-
-def _where(dump: str) -> str:
-    """Where a hung rank is, from its faulthandler dump: the innermost frame of the caller's
-    code, and the torch call it is blocked in, if any."""
-    frames = [m.groupdict() for m in _FRAME.finditer(dump)]   # innermost first
-    if not frames:
-        return "no stack dump (the rank did not answer SIGUSR1)"
-
-    def is_lib(f: dict[str, str]) -> bool:
-        path = f["path"]
-        return ("/torch/" in path or "/multiprocessing/" in path or path == __file__
-                or path.startswith("<"))
-    user = next((f for f in frames if not is_lib(f)), frames[0])
-    text = f"{user['path']}:{user['line']} in {user['func']}"
-    inner = frames[0]
-    if "/torch/" in inner["path"]:
-        torch_fn = next((f["func"] for f in frames if "/torch/" in f["path"]
-                         and f["func"] not in ("wrapper", "_fn")), inner["func"])
-        text += f" (blocked in torch {torch_fn})"
-    return text
+def collective_timeout_s(timeout_s: float) -> float:
+    """torch's own timeout for one collective in a spawned group: well beyond the silence
+    bound, so the launcher (which can tell the stuck rank from the ones waiting for it)
+    always decides first; under torchrun, where nobody watches, it is ``timeout_s``."""
+    return 2 * timeout_s + 30
 
 
 def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, backend: str, addr: str,
                port: int, timeout_s: float, args: tuple, kwargs: dict, conn: Connection,
-               launcher_pid: int, torch_threads: int | None, dump_path: str) -> None:
+               launcher_pid: int, torch_threads: int | None, dump_path: str,
+               beats: Any) -> None:
     """Body of one spawned rank: init, run, barrier, destroy, then report (or the error)."""
     os.setpgrp()   # our own process group: the launcher can kill whatever this rank starts
+    set_beats(beats, rank)
+    heartbeat()
     threading.Thread(target=_watch_launcher, args=(launcher_pid,), daemon=True).start()
     dump = open(dump_path, "w")   # noqa: SIM115 - lives as long as the rank
     faulthandler.register(signal.SIGUSR1, file=dump, all_threads=False)
@@ -149,9 +151,11 @@ def _rank_main(fn: Callable[..., Any], rank: int, world_size: int, backend: str,
             torch.set_num_threads(torch_threads)
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
-        dist.init_process_group(backend, init_method="env://", rank=rank,
-                                world_size=world_size, timeout=timedelta(seconds=timeout_s))
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size,
+                                timeout=timedelta(seconds=collective_timeout_s(timeout_s)))
+        heartbeat()
         value = fn(rank, world_size, *args, **kwargs)
+        heartbeat()
         dist.barrier()                # nobody tears down the store while others still use it
         dist.destroy_process_group()
         conn.send(("ok", value))
@@ -187,6 +191,8 @@ def _reap(procs: Sequence[Any], wait_s: float = 0.0) -> None:
                 continue
             try:
                 os.killpg(p.pid, sig)   # the rank's group: the rank and its children
+                if sig == signal.SIGTERM:
+                    os.killpg(p.pid, signal.SIGCONT)   # a stopped rank cannot act on TERM
             except (ProcessLookupError, PermissionError):
                 pass
         deadline = time.monotonic() + (_REAP_GRACE_S if sig == signal.SIGTERM else 10.0)
@@ -209,29 +215,6 @@ def _context() -> Any:
     return ctx
 
 
-def _hang_report(procs: Sequence[Any], pending: Sequence[int],
-                 dumps: Sequence[str]) -> tuple[str, list[int]]:
-    """Ask each unfinished rank for its stack (SIGUSR1 -> faulthandler): where each one is,
-    and which ones hang outside a collective (the others are only waiting for them)."""
-    for r in pending:
-        try:
-            os.kill(procs[r].pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            pass
-    time.sleep(0.3)
-    lines, culprits = [], []
-    for r in pending:
-        try:
-            with open(dumps[r]) as fh:
-                where = _where(fh.read())
-        except OSError:
-            where = _where("")
-        if "(blocked in torch" not in where:
-            culprits.append(r)
-        lines.append(f"  rank {r}: {where}")
-    return "\n".join(lines), culprits or list(pending)
-
-
 def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: str, port: int,
                  timeout_s: float, args: tuple, kwargs: dict,
                  torch_threads: int | None) -> list[Any]:
@@ -241,6 +224,7 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
     results: dict[int, Any] = {}
     what = f"DDP group (world_size={world_size}, backend={backend}, port={port})"
     t0 = time.monotonic()
+    beats = ctx.Array("q", world_size, lock=False)   # heartbeat counters, one per rank
     with tempfile.TemporaryDirectory(prefix="nora-ddp-") as tmp:
         dumps = [os.path.join(tmp, f"rank{r}.stack") for r in range(world_size)]
         try:
@@ -249,26 +233,29 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
                 p = ctx.Process(target=_rank_main, name=f"nora-ddp-rank{rank}",
                                 args=(fn, rank, world_size, backend, addr, port, timeout_s,
                                       args, kwargs, send, os.getpid(), torch_threads,
-                                      dumps[rank]))
+                                      dumps[rank], beats))
                 p.start()
                 send.close()
                 procs.append(p)
                 conns.append(recv)
             pids = [p.pid for p in procs]
+            watch = RankWatch(pids, beats, timeout_s=timeout_s)
+            poll_s = min(0.25, timeout_s / 8)
             while len(results) < world_size:
                 pending = [r for r in range(world_size) if r not in results]
-                remaining = timeout_s - (time.monotonic() - t0)
-                if remaining <= 0:
-                    where, culprits = _hang_report(procs, pending, dumps)
+                if watch.poll(pending):
+                    where, culprits = hang_report(pids, pending, dumps, watch, __file__)
                     raise GroupError(
-                        f"{what}: rank {', '.join(map(str, culprits))} hung: rank(s) "
-                        f"{', '.join(map(str, pending))} did not finish within {timeout_s:g} s "
-                        f"and were killed. Where each was:\n{where}\nHint: a rank blocked in "
-                        "a collective waits for a rank that never reaches it; raise timeout_s "
-                        "only if the work really takes that long.", ranks=culprits, pids=pids)
+                        f"{what}: rank {', '.join(map(str, culprits))} hung: no progress "
+                        f"(heartbeat or CPU demand) from rank(s) {', '.join(map(str, pending))} "
+                        f"for {timeout_s:g} s, after {time.monotonic() - t0:.1f} s of running; "
+                        f"they were killed. Where each was:\n{where}\nHint: a rank blocked in "
+                        "a collective waits for a rank that never reaches it; a rank that waits "
+                        "on I/O longer than timeout_s should call nora.ddp.heartbeat().",
+                        ranks=culprits, pids=pids)
                 waitables = {conns[r]: r for r in pending} | {procs[r].sentinel: r
                                                               for r in pending}
-                for obj in wait(list(waitables), timeout=remaining):
+                for obj in wait(list(waitables), timeout=poll_s):
                     rank = waitables[obj]
                     if rank in results:
                         continue
@@ -288,6 +275,13 @@ def _spawn_group(fn: Callable[..., Any], world_size: int, backend: str, addr: st
                                 f"{what}: rank {dead} died ({_exit_text(procs[dead].exitcode)})"
                                 f" after {time.monotonic() - t0:.1f} s without returning; rank "
                                 f"{rank} then failed:\n{msg[1]}", ranks=[dead], pids=pids)
+                        stopped = [r for r in pending if r != rank
+                                   and proc_state(pids[r]) in ("T", "t")]
+                        if stopped:   # a stopped peer made this rank's collective time out
+                            raise GroupError(
+                                f"{what}: rank {', '.join(map(str, stopped))} hung: stopped "
+                                f"(SIGSTOP or a debugger); rank {rank} then failed:\n{msg[1]}",
+                                ranks=stopped, pids=pids)
                         raise GroupError(f"{what}: rank {rank} raised:\n{msg[1]}",
                                          ranks=[rank], pids=pids)
                     results[rank] = msg[1]

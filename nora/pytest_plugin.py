@@ -16,7 +16,9 @@ import pytest
 
 from nora.pytest.case import CaseSpec, CaseState, DDPGroup, GoldenCheck, Recorder, SeededTrainer
 from nora.pytest.case import marker_values
+from nora.pytest.crash import CASE_ATTR, case_info
 from nora.pytest.options import AXES, NoraOptions, add_options
+from nora.pytest.seeds import seed_base
 from nora.pytest.reporter import REPORT_ATTR, NoraReporter
 from nora.pytest.workers import WorkerInfo, XdistHooks, worker_device
 
@@ -58,7 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):   # reporters live on the controller only
         config.pluginmanager.register(NoraReporter(config, options, info), "nora-reporter")
         if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(XdistHooks(info), "nora-xdist")
+            config.pluginmanager.register(
+                XdistHooks(info, lambda: seed_base(config, options.overrides)), "nora-xdist")
         if config.getoption("nora_mlflow"):
             from nora.pytest.tracking import MlflowSessionLogger
             config.pluginmanager.register(MlflowSessionLogger(config, info.session_dir),
@@ -125,6 +128,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     state = item.stash.get(STATE_KEY, None)
     if state is not None:
+        if report.when == "setup":   # the controller learns a case began (for a crash)
+            setattr(report, CASE_ATTR, case_info(state.spec, state.worker,
+                                                 list(state.spec.seeds or [])))
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             state.test_outcome = report.outcome
             if report.failed:
@@ -140,6 +146,10 @@ def _case_text(item: pytest.Item, state: CaseState) -> str:
     lines = [f"trainer={s.trainer} mode={s.mode} regime={s.regime} violation={s.violation} "
              f"seeds={list(s.seeds) if s.seeds else 'config default'} "
              f"overrides={list(s.overrides)}"]
+    if s.per_test_seed and s.seeds:
+        from nora.pytest.seeds import seed_text
+
+        lines.append(seed_text(s.test_id, s.seeds[0]))
     root = item.config.stash[WORKER_KEY].session_dir
     for rec in state.records:
         lines.append(f"run {rec['run']} seed {rec['seed']}: {rec['outcome']} (expected "

@@ -33,9 +33,10 @@ RESULT_COLUMNS = [
     "test_outcome", "worker", "case", "run_dir", "error",
 ]
 _SHORT = {"clean": "ok", "halted": "H", "fixed": "F", "tolerated": "T", "logged": "L",
-          "undetected": "U", None: "-"}
+          "undetected": "U", "crashed": "X", None: "-"}
 _INT_COLUMNS = ("seed", "run", "decisions", "first_detection_step", "false_positives")
-LEGEND = "ok clean  H halted  F fixed  T tolerated  L logged  U undetected  ! not as expected"
+LEGEND = ("ok clean  H halted  F fixed  T tolerated  L logged  U undetected  X crashed  "
+          "! not as expected")
 
 
 def _verdict(value: Any) -> dict[str, Any]:
@@ -145,12 +146,15 @@ def gate_failures(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in sort_records(records):
         reasons = []
-        if r.get("error"):
-            reasons.append(f"run failed: {r['error']}")
         exp, got = r.get("expected_outcome"), r.get("outcome")
-        if got is not None and got != exp:
+        if got == "crashed":
+            reasons.append(f"crashed: {r.get('error') or 'the run never finished'}")
+        elif r.get("error"):
+            reasons.append(f"run failed: {r['error']}")
+        if got is not None and got != exp and got != "crashed":
             reasons.append(f"outcome {got}, expected {exp}")
-        if r.get("in_scope") and got is not None and (r.get("detection_rate_pct") or 0) < 100:
+        if (r.get("in_scope") and got not in (None, "crashed")
+                and (r.get("detection_rate_pct") or 0) < 100):
             reasons.append(f"injected {r['violation']} went undetected (in scope of "
                            f"{r['mode']})")
         if r.get("violation") == "none" and (r.get("false_positives") or 0) > 0:
@@ -195,6 +199,7 @@ def summarize(records: Sequence[Mapping[str, Any]], *, session: str = "",
         "outcomes": dict(sorted(outcomes.items())),
         "as_expected": sum(1 for r in records if r.get("as_expected") is True),
         "not_as_expected": sum(1 for r in records if r.get("as_expected") is False),
+        "crashed": sorted({r["test_id"] for r in records if r.get("outcome") == "crashed"}),
         "decisions": sum(len(r.get("agent_decisions") or []) for r in records),
         "gate": {"enabled": gate, "passed": not failures, "failures": failures},
         **dict(meta or {}),
@@ -242,7 +247,9 @@ def render_markdown(summary: Mapping[str, Any], records: Sequence[Mapping[str, A
     out = [f"# NORA session {summary['session']}", "",
            f"{summary['cases']} case(s), {summary['runs']} run(s); outcomes as expected: "
            f"{summary['as_expected']}/{summary['as_expected'] + summary['not_as_expected']}; "
-           f"agent decisions: {summary['decisions']}; gate: {gate}.", ""]
+           f"agent decisions: {summary['decisions']}; gate: {gate}."
+           + (f" Crashed: {len(summary['crashed'])} case(s)." if summary.get("crashed") else ""),
+           ""]
     if g["failures"]:
         out += ["## Gate failures", ""]
         out += [f"- `{f['test_id']}` (seed {f['seed']}): {f['reason']}" for f in g["failures"]]
@@ -263,8 +270,9 @@ def render_markdown(summary: Mapping[str, Any], records: Sequence[Mapping[str, A
 def terminal_text(report: SessionReport, records: Sequence[Mapping[str, Any]]) -> str:
     """The compact table and the headline, for the terminal summary."""
     s = report.summary
+    crashed = f", {len(s['crashed'])} crashed" if s.get("crashed") else ""
     lines = [f"{s['cases']} case(s), {s['runs']} run(s), "
-             f"{s['as_expected']} as expected, {s['not_as_expected']} not; "
+             f"{s['as_expected']} as expected, {s['not_as_expected']} not{crashed}; "
              f"report: {report.paths.get('report.md', report.session_dir)}"]
     matrix = matrix_table(records)
     if matrix is not None:

@@ -176,7 +176,7 @@ def test_gate_fails_names_the_case_and_passes_when_all_hold(pytester):
     gated.assert_outcomes(passed=2)
     gated.stdout.fnmatch_lines([
         "NORA gate: FAILED on 1 problem(s)",
-        "  test_gate_*.py::test_case[[]missing_seed[]] (seed 42): verdict rerun_identical "
+        "  test_gate_*.py::test_case[[]missing_seed[]] (seed *): verdict rerun_identical "
         "failed: made up for the test"])
     ungated = pytester.runpytest(*args)
     assert ungated.ret == 0
@@ -272,7 +272,10 @@ def test_a_crashed_worker_keeps_its_finished_cases(pytester):
     result = pytester.runpytest("-n", "2", "-p", "no:randomly")
     result.assert_outcomes(passed=5, failed=1)
     df = _results(pytester)
-    assert sorted(df["metric.i"]) == [0, 1, 2, 4, 5], "finished cases must all be reported"
+    finished = df[df["outcome"] != "crashed"]
+    assert sorted(finished["metric.i"]) == [0, 1, 2, 4, 5], "finished cases must all be reported"
+    crashed = df.loc[df["outcome"] == "crashed", "test_id"]
+    assert list(crashed) == ["test_a_crashed_worker_keeps_its_finished_cases.py::test_case[3]"]
     assert df["test_id"].is_unique
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nora.pytest.options import AXES, NoraOptions
+from nora.pytest.options import AXES, NoraOptions, config_defaults
 
 MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides", "golden",
                "max_ci_width", "metric")
@@ -34,17 +34,6 @@ def case_name(nodeid: str) -> str:
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-@functools.lru_cache(maxsize=1)
-def config_defaults() -> dict[str, str]:
-    """The preset each group falls back to (``nora/conf/config.yaml``), for cases that fix
-    no mode, regime or violation: they are still marked with what they run."""
-    from nora.config.compose import compose_dict
-
-    data = compose_dict([])
-    return {"mode": data["mode"]["name"], "regime": data["regime"]["name"],
-            "violation": data["violation"]["name"], "trainer": data["trainer"]["name"]}
 
 
 def marker_values(marker: pytest.Mark | None, axis: str) -> list[str] | None:
@@ -69,6 +58,7 @@ class CaseSpec:
     golden: bool = False
     max_ci_width: float | None = None
     metric: str | None = None
+    per_test_seed: bool = False   # seeds are base + crc32(test id), not chosen by the user
 
     @classmethod
     def from_item(cls, item: pytest.Item, options: NoraOptions) -> CaseSpec:
@@ -106,12 +96,20 @@ class CaseSpec:
         if width is not None and not (isinstance(width, (int, float)) and width > 0):
             raise ValueError(f"@pytest.mark.nora(max_ci_width={width!r}): expected a "
                              "positive number (the widest 95% CI of the metric across seeds)")
+        chosen = tuple(seeds) if seeds is not None else options.seeds
+        per_test = None
+        if chosen is None and not any(o.partition("=")[0].lstrip("+~") == "seed"
+                                      for o in overrides):
+            from nora.pytest.seeds import per_test_seed, seed_base
+
+            base = seed_base(item.config, options.overrides)
+            per_test = None if base is None else (per_test_seed(base, item.nodeid),)
         return cls(test_id=item.nodeid, case=case_name(item.nodeid),
                    trainer=values["trainer"], mode=values["mode"],
                    regime=values["regime"], violation=values["violation"],
-                   seeds=tuple(seeds) if seeds is not None else options.seeds,
-                   overrides=overrides, golden=bool(kwargs.get("golden", False)),
-                   max_ci_width=width, metric=kwargs.get("metric"))
+                   seeds=chosen or per_test, overrides=overrides,
+                   golden=bool(kwargs.get("golden", False)), max_ci_width=width,
+                   metric=kwargs.get("metric"), per_test_seed=per_test is not None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"trainer": self.trainer, "mode": self.mode, "regime": self.regime,

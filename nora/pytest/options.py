@@ -2,9 +2,11 @@
 names the value and the choices, before anything runs."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +45,19 @@ def add_options(parser: pytest.Parser) -> None:
                   help="config overrides (key=value) applied to every NORA case")
     parser.addini("nora_golden_dir", default="golden",
                   help="where golden baselines live, relative to the rootdir (default: golden)")
+
+
+@functools.lru_cache(maxsize=1)
+def config_defaults() -> dict[str, Any]:
+    """The preset each group falls back to and the seed (``nora/conf/config.yaml``), for
+    cases that fix no mode, regime or violation (they are still marked with what they run)
+    and the base of per-test seeds."""
+    from nora.config.compose import compose_dict
+
+    data = compose_dict([])
+    return {"mode": data["mode"]["name"], "regime": data["regime"]["name"],
+            "violation": data["violation"]["name"], "trainer": data["trainer"]["name"],
+            "seed": data.get("seed")}
 
 
 def _choices(group: str) -> list[str]:

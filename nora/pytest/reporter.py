@@ -1,6 +1,7 @@
 """The controller side: collect every case's records from the test reports (local ones, or
-xdist workers' as they arrive, so a crashed worker's finished cases are kept), write the
-session report once at the end, print the compact table, and apply the gate."""
+xdist workers' as they arrive, so a crashed worker's finished cases are kept; the case it
+was running gets ``crashed`` rows), write the session report once at the end, print the
+compact table, and apply the gate."""
 from __future__ import annotations
 
 import time
@@ -8,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from nora.pytest.crash import CASE_ATTR
 from nora.pytest.options import NoraOptions
 from nora.pytest.workers import WorkerInfo
 
@@ -20,6 +22,7 @@ class NoraReporter:
     def __init__(self, config: pytest.Config, options: NoraOptions, info: WorkerInfo) -> None:
         self.config, self.options, self.info = config, options, info
         self.records: dict[tuple[str, int], dict[str, Any]] = {}
+        self.started: dict[str, dict[str, Any]] = {}   # test id -> case info (setup report)
         self.duplicates = 0
         self.report: Any = None
         self.error: str | None = None
@@ -27,7 +30,8 @@ class NoraReporter:
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         o = self.options
-        seeds = ",".join(map(str, o.seeds)) if o.seeds else "config default (marker seeds win)"
+        seeds = (",".join(map(str, o.seeds)) if o.seeds
+                 else "per test, config seed + crc32(node id) (marker seeds win)")
         line = f"nora: seeds={seeds}; device={o.device}; report dir={self.info.session_dir}"
         if o.gate:
             line += "; gate on"
@@ -36,11 +40,33 @@ class NoraReporter:
         return [line]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        for rec in getattr(report, REPORT_ATTR, None) or ():
+        info = getattr(report, CASE_ATTR, None)
+        if info:
+            self.started[report.nodeid] = info
+        self._add(getattr(report, REPORT_ATTR, None) or ())
+
+    def _add(self, records: Any) -> None:
+        for rec in records:
             key = (rec["test_id"], int(rec.get("run") or 0))
             if key in self.records:
                 self.duplicates += 1
             self.records[key] = rec
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport,
+                               sched: Any) -> None:
+        """xdist lost the worker running ``crashitem``: give the case its rows (recovered
+        finished runs, a ``crashed`` one for the run in progress) and mark its manifest."""
+        from nora.pytest.crash import crash_text, crashed_records
+
+        node = getattr(report, "node", None)
+        worker = str(getattr(getattr(node, "gateway", None), "id", "") or "?")
+        reason = f"worker {worker!r} crashed while running the case"
+        recs = crashed_records(crashitem, worker, self.info.session_dir, reason,
+                               self.started.get(crashitem))
+        self._add(recs)
+        if recs:
+            report.sections.append(("NORA case", crash_text(recs, self.info.session_dir)))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

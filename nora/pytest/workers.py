@@ -6,9 +6,12 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from nora.pytest.seeds import SEED_BASE
 
 PORTS_PER_WORKER = 50
 PORT_LOW, PORT_HIGH = 20000, 32000   # below Linux's ephemeral range (32768-60999)
@@ -70,12 +73,17 @@ def worker_device(spec: str, index: int) -> str:
 
 class XdistHooks:
     """Registered on the controller only when xdist is active: hands each worker the session
-    directory and the port base, so workers agree on both without talking to each other."""
+    directory, the port base and the base of per-test seeds, so workers agree on all three
+    without talking to each other."""
 
-    def __init__(self, info: WorkerInfo) -> None:
-        self.info = info
+    def __init__(self, info: WorkerInfo, seed_base: Callable[[], int | None]) -> None:
+        self.info, self.seed_base = info, seed_base
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_SESSION_DIR] = str(self.info.session_dir)
         node.workerinput[_PORT_BASE] = self.info.port_base
+        try:
+            node.workerinput[SEED_BASE] = self.seed_base()
+        except ValueError:   # a bad ini seed: each worker reports it on the cases it hits
+            pass

@@ -1,11 +1,14 @@
 """A NORA run on ``ddp.world_size`` ranks: one process per rank (or torchrun's ranks).
 
 Every rank runs the same run logic (so the monitor and agent decide alike everywhere);
-rank 0 writes the run directory, the other ranks write to a scratch directory that is
-removed when they finish.
+rank 0 writes the run directory, the other ranks write to scratch directories under one
+root that the launcher owns and removes whatever happens (a rank killed by ``SIGKILL`` runs
+no cleanup of its own). A group that fails leaves its manifest marked ``failed`` (or
+``interrupted`` on Ctrl-C), never ``running``.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,13 +19,19 @@ import torch
 from nora.config.schema import RunConfig
 from nora.errors import NormViolationError
 
+SCRATCH_PREFIX = "nora-ranks-"
+
 
 def _rank_main(rank: int, world_size: int, config_data: dict[str, Any], run_dir: str,
-               progress: bool) -> dict[str, Any]:
+               progress: bool, scratch_root: str) -> dict[str, Any]:
+    from nora.ddp import remove_if_launcher_dies
     from nora.runner import train
 
     config = RunConfig.model_validate(config_data)
-    scratch = None if rank == 0 else tempfile.mkdtemp(prefix=f"nora-rank{rank}-")
+    scratch = None
+    if rank:
+        remove_if_launcher_dies(scratch_root)
+        scratch = os.path.join(scratch_root, f"rank{rank}")
     try:
         result = train(config, run_dir=run_dir if rank == 0 else scratch,
                        progress=progress and rank == 0)
@@ -41,12 +50,26 @@ def _rank_main(rank: int, world_size: int, config_data: dict[str, Any], run_dir:
 def train_distributed(config: RunConfig, *, run_dir: str | Path | None, progress: bool) -> Any:
     from nora.ddp import run_group
     from nora.runner import new_run_dir
+    from nora.runstatus import mark_stopped
 
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    outs = run_group(_rank_main, config.ddp.world_size, backend=config.ddp.backend,
-                     timeout_s=config.ddp.timeout_s,
-                     args=(config.model_dump(mode="json"), str(run_dir), progress))
+    scratch_root = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
+    defaults = {"config": config.model_dump(mode="json")}
+    try:
+        outs = run_group(_rank_main, config.ddp.world_size, backend=config.ddp.backend,
+                         timeout_s=config.ddp.timeout_s,
+                         args=(config.model_dump(mode="json"), str(run_dir), progress,
+                               scratch_root))
+    except KeyboardInterrupt:
+        mark_stopped(run_dir, "interrupted", "interrupted (Ctrl-C) while the DDP group ran",
+                     defaults=defaults)
+        raise
+    except BaseException as exc:
+        mark_stopped(run_dir, "failed", f"{type(exc).__name__}: {exc}", defaults=defaults)
+        raise
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
     first = outs[0]
     if first["status"] == "done":
         first["result"].state = torch.load(run_dir / "state" / "final.pt", weights_only=True)

@@ -18,6 +18,7 @@ import torch.distributed as dist
 from torch import nn
 
 from nora.config.schema import DDPConfig
+from nora.ddp_watch import heartbeat
 from nora.errors import ConfigError
 from nora.seeding import derive_seed, torch_generator
 
@@ -74,9 +75,12 @@ class Shards:
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
              gens: list[torch.Generator],
              backward: Callable[[torch.Tensor, torch.Tensor, torch.Generator], float]) -> float:
-        """Leave this step's averaged gradients in ``model``; return rank 0's loss."""
+        """Leave this step's averaged gradients in ``model``; return rank 0's loss. In a DDP
+        rank, each finished step is a heartbeat: the launcher's sign that the rank is alive."""
         if self.mode != "emulate":
-            return backward(x, y, gens[0])
+            loss = backward(x, y, gens[0])
+            heartbeat()
+            return loss
         params = [p for p in model.parameters()]
         start = {k: v.clone() for k, v in model.named_buffers()}
         total: list[torch.Tensor] | None = None
