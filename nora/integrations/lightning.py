@@ -54,8 +54,11 @@ class NoraCallback(pl.Callback):
         self._samplers: list[ResumableSampler] = []
         self._stash: dict[str, Any] | None = None
         self._expected_lr: dict[tuple[int, int], float] = {}
+        self._accepted: dict[tuple[int, int], tuple[float, float]] = {}
         self._validating = False
-        self._module: pl.LightningModule | None = None
+        self._loss_finite = True
+        self._low_precision = False
+        self._before_step: tuple[dict, dict] | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -65,8 +68,8 @@ class NoraCallback(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._module = pl_module
         scaler = getattr(trainer.precision_plugin, "scaler", None)
+        self._low_precision = str(trainer.precision).startswith(("16", "bf16")) and scaler is None
         self.rec.start(seeds={"pl_global_seed": os.environ.get("PL_GLOBAL_SEED"),
                               "seed_workers": os.environ.get("PL_SEED_WORKERS") == "1"},
                        determinism=detect.determinism(),
@@ -145,7 +148,8 @@ class NoraCallback(pl.Callback):
         for j, lr in enumerate(detect.lrs(optimizer)):
             expected = (explained.get_last_lr()[j] if explained is not None
                         else self._expected_lr.get((i, j), lr))
-            if lr != expected:
+            if lr != expected and self._accepted.get((i, j)) != (expected, lr):
+                self._accepted[(i, j)] = (expected, lr)     # one finding per change
                 key = f"optimizer.{i}.param_groups.{j}.lr"
                 self.rec.found("untracked_config_change", event="step", step=step,
                                evidence={"param": key, "expected": expected, "actual": lr,
@@ -158,17 +162,30 @@ class NoraCallback(pl.Callback):
                                fix=lambda k=key, a=expected, b=lr: self._track(k, a, b, step),
                                key=f"{key}@{step}")
             self._expected_lr[(i, j)] = lr
-        if getattr(trainer.precision_plugin, "scaler", None) is None:
-            bad = detect.nonfinite_grads(pl_module)
-            if bad:
-                self.rec.found("amp_nan", event="step", step=step,
-                               evidence={"nonfinite_grads": bad[:8],
-                                         "precision": str(trainer.precision),
-                                         "grad_scaler": False},
-                               message=f"non-finite gradients in {len(bad)} parameter(s) "
-                                       f"(first {bad[0]}) and no GradScaler to skip the step",
-                               hint="use precision='16-mixed' with its GradScaler (or bf16)",
-                               fix=lambda: _skip_step(pl_module), key=f"step{step}")
+        if getattr(trainer.precision_plugin, "scaler", None) is not None:
+            return                      # the precision plugin's scaler skips overflowing steps
+        bad = detect.nonfinite_grads(pl_module)
+        if bad or not self._loss_finite:
+            what = (f"non-finite gradients in {len(bad)} parameter(s) (first {bad[0]})"
+                    if bad else "a non-finite loss")
+            self.rec.found("amp_nan", event="step", step=step,
+                           evidence={"nonfinite_grads": bad[:8], "loss_finite": self._loss_finite,
+                                     "precision": str(trainer.precision), "grad_scaler": False},
+                           message=f"{what} and no GradScaler to skip the step",
+                           hint=_AMP_HINT, fix=lambda: _skip_step(pl_module), key="step")
+        elif self._low_precision:       # an fp16 step can still overflow inside the optimizer
+            self._before_step = (_copy(pl_module.state_dict()), _copy(optimizer.state_dict()))
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           loss: torch.Tensor) -> None:
+        self._loss_finite = bool(torch.isfinite(loss.detach()).all())
+
+    def _roll_back(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Undo the overflowing step: weights and optimizer state from before it."""
+        weights, opt = self._before_step
+        pl_module.load_state_dict(weights)
+        trainer.optimizers[0].load_state_dict(opt)
+        return all(bool(torch.isfinite(p).all()) for p in pl_module.parameters())
 
     def _track(self, key: str, old: float, new: float, step: int) -> bool:
         self.rec.record_change(key, old, new, step=step, source="untracked")
@@ -176,6 +193,17 @@ class NoraCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._before_step is not None:
+            bad = [n for n, p in pl_module.named_parameters() if not bool(torch.isfinite(p).all())]
+            if bad:
+                self.rec.found("amp_nan", event="step", step=trainer.global_step,
+                               evidence={"nonfinite_weights": bad[:8],
+                                         "precision": str(trainer.precision)},
+                               message=f"the optimizer step made {len(bad)} weight(s) "
+                                       f"non-finite (first {bad[0]}) in {trainer.precision}",
+                               hint=_AMP_HINT, fix=lambda: self._roll_back(trainer, pl_module),
+                               key="weights")
+            self._before_step = None
         for s in self._samplers:
             s.consumed += 1
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -235,20 +263,18 @@ class NoraCallback(pl.Callback):
                 checkpoint["optimizer_states"] = [o.state_dict() for o in trainer.optimizers]
                 checkpoint["lr_schedulers"] = [c.scheduler.state_dict()
                                                for c in trainer.lr_scheduler_configs]
+            checkpoint.setdefault("callbacks", {})      # else Lightning skips on_load_checkpoint
             checkpoint[_KEY] = {"rng": capture_rng(),
                                 "loader": [s.state_dict() for s in self._samplers]}
             return not audit_state(checkpoint, expect_scheduler=expect_sched)["missing"]
 
         step = trainer.global_step
-        action = self.rec.found("checkpoint_incomplete", event="checkpoint", step=step,
+        self.rec.found("checkpoint_incomplete", event="checkpoint", step=step,
                        evidence={"missing": audit["missing"], "details": audit["details"],
                                  "resumable_loader": bool(self._samplers)},
                        message=f"{describe(audit)}, so a resume cannot match the "
                                "uninterrupted fit", hint=_CKPT_HINT, fix=fix,
                        key="save")
-        if action is None and self.rec.regime == "balanced" and \
-                self.rec.watches("checkpoint_incomplete"):
-            fix()       # answered at an earlier save: every later one is completed too
 
     # ------------------------------------------------------------------ end
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -269,6 +295,7 @@ class NoraCallback(pl.Callback):
         pl_module.__dict__.pop("train", None)
 
 
+_AMP_HINT = "use precision='16-mixed' (its GradScaler skips overflowing steps) or bf16"
 _CKPT_HINT = ("keep NoraCallback(regime='balanced') in the Trainer: it adds every RNG state and "
               "the loader position to the checkpoint and restores them")
 
@@ -278,6 +305,16 @@ def _skip_step(module: torch.nn.Module) -> bool:
     for p in module.parameters():
         p.grad = None
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+def _copy(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_copy(v) for v in obj]
+    return obj
 
 
 def _loaders(obj: Any) -> list[Any]:

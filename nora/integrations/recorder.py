@@ -140,7 +140,8 @@ class Recorder:
               message: str, hint: str, fix: Callable[[], bool] | None = None,
               key: str = "") -> str | None:
         """Record a finding and answer it per regime; returns the action taken (None if not
-        watched or already answered for this ``key``).
+        watched, or already answered for this ``key``: then ``balanced`` repeats the fix
+        without a new finding, e.g. every later overflowing step is skipped too).
 
         ``fix`` applies the repair and returns whether a measurement confirms it; it is
         called only in ``balanced``. Raises NormViolationError in ``strict``.
@@ -149,6 +150,8 @@ class Recorder:
             return None
         self.occurrences[violation] = self.occurrences.get(violation, 0) + 1
         if (violation, key) in self._seen:
+            if self.regime == "balanced" and fix is not None:
+                fix()
             return None
         self._seen.add((violation, key))
         severity = SEVERITY[violation]
