@@ -14,7 +14,8 @@ env). In ``balanced`` the callback stores both on the model when ``learn`` ends,
 from __future__ import annotations
 
 import math
-import os
+import secrets
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,7 @@ class NoraCallback(BaseCallback):
                                    "weights come from OS entropy",
                            hint="pass seed= to the algorithm", fix=self._fix_seed)
         stash = getattr(m, _STATE, None)
-        if m.num_timesteps > 0 and stash is None and \
-                getattr(m, _MARK, {}).get("pid") != os.getpid():
+        if m.num_timesteps > 0 and stash is None and not _live(getattr(m, _MARK, None), m):
             self.rec.found("checkpoint_incomplete", event="checkpoint", step=m.num_timesteps,
                            evidence={"num_timesteps": m.num_timesteps,
                                      "dropped": ["rng: torch, numpy, python", "env state"]},
@@ -85,7 +85,7 @@ class NoraCallback(BaseCallback):
                                    "(load re-seeded from model.seed) and no env state (load "
                                    "reset the env): the continued learn cannot match an "
                                    "uninterrupted one", hint=_HINT, key="load")
-        elif stash is not None and stash.get("pid") != os.getpid():
+        elif stash is not None and not _live(stash, m):
             if self.rec.regime == "balanced":
                 self._restore(stash)
             else:
@@ -179,7 +179,7 @@ class NoraCallback(BaseCallback):
         if self.rec.regime == "balanced":
             setattr(m, _STATE, self._stash())
         else:
-            setattr(m, _MARK, {"pid": os.getpid()})
+            setattr(m, _MARK, {"token": _token(m)})
         state = {f"policy.{k}": v.detach().cpu() for k, v in m.policy.state_dict().items()}
         self.result = self.rec.finish(state, num_timesteps=m.num_timesteps)
 
@@ -188,10 +188,25 @@ class NoraCallback(BaseCallback):
         env = None
         if isinstance(m.env, DummyVecEnv):
             env = cloudpickle.dumps(m.env)
-        return {"pid": os.getpid(), "rng": capture_rng(), "env": env,
+        return {"token": _token(m), "rng": capture_rng(), "env": env,
                 "model": cloudpickle.dumps({k: getattr(m, k) for k in _MODEL_STATE
                                             if hasattr(m, k)}),
                 "torch_threads": torch.get_num_threads()}
+
+
+_LIVE: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+
+
+def _token(model: Any) -> str:
+    """A token for this live model object: a loaded copy (even in this process) has none."""
+    token = secrets.token_hex(8)
+    _LIVE[token] = model
+    return token
+
+
+def _live(mark: dict[str, Any] | None, model: Any) -> bool:
+    """The state was left by this very model object (a continued learn, not a load)."""
+    return mark is not None and _LIVE.get(mark.get("token", "")) is model
 
 
 def _hash(array: Any) -> str:
