@@ -37,17 +37,22 @@ def _filled(value: Any) -> bool:
     return value is not None and not (isinstance(value, (Mapping, list, tuple)) and not value)
 
 
-def audit_state(state: Mapping[str, Any], *, expect_scheduler: bool = True) -> dict[str, Any]:
+def audit_state(state: Mapping[str, Any], *,
+                expect_scheduler: bool | None = None) -> dict[str, Any]:
     """``{"missing": [part, ...], "rng_missing": [kind, ...], "details": [...]}``.
 
-    ``missing`` lists parts of ``PARTS`` the state lacks (``scheduler`` only when
-    ``expect_scheduler``); ``rng_missing`` the RNG kinds absent when some RNG state exists.
+    ``missing`` lists parts of ``PARTS`` the state lacks; ``scheduler`` only when
+    ``expect_scheduler``, which by default is read from the optimizer state: torch's
+    schedulers leave ``initial_lr`` in every param group they drive.
     """
     optim, empty_optim, sched, rng_kinds, position = False, False, False, set(), False
+    scheduled = False
     for path, value in _walk(state):
         low = path.lower()
         if isinstance(value, Mapping) and "param_groups" in value and "state" in value:
             optim, empty_optim = True, empty_optim or not value["state"]
+            scheduled = scheduled or any(isinstance(g, Mapping) and "initial_lr" in g
+                                         for g in value["param_groups"])
         if isinstance(value, Mapping) and "last_epoch" in value:
             sched = True
         if "rng" in low or "random_state" in low:
@@ -66,7 +71,7 @@ def audit_state(state: Mapping[str, Any], *, expect_scheduler: bool = True) -> d
     elif empty_optim:
         missing.append("optimizer")
         details.append("an optimizer state with no per-parameter state (moments, `step`)")
-    if expect_scheduler and not sched:
+    if (scheduled if expect_scheduler is None else expect_scheduler) and not sched:
         missing.append("scheduler")
         details.append("no scheduler position (`last_epoch`)")
     rng_missing = [k for k in _RNG_KINDS if k not in rng_kinds]
@@ -79,7 +84,7 @@ def audit_state(state: Mapping[str, Any], *, expect_scheduler: bool = True) -> d
     return {"missing": missing, "rng_missing": rng_missing, "details": details}
 
 
-def audit_file(path: str | Path, *, expect_scheduler: bool = True) -> dict[str, Any]:
+def audit_file(path: str | Path, *, expect_scheduler: bool | None = None) -> dict[str, Any]:
     """Audit a checkpoint file: a torch file, or a stable-baselines3 zip."""
     path = Path(path)
     if zipfile.is_zipfile(path) and not _is_torch_zip(path):
