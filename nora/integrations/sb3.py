@@ -76,15 +76,21 @@ class NoraCallback(BaseCallback):
                                    "policy's sampling and (before this call) its initial "
                                    "weights come from OS entropy",
                            hint="pass seed= to the algorithm", fix=self._fix_seed)
-        stash = getattr(m, _STATE, None)
-        if m.num_timesteps > 0 and stash is None and not _live(getattr(m, _MARK, None), m):
+        stash, mark = getattr(m, _STATE, None), getattr(m, _MARK, None)
+        if m.num_timesteps > 0 and stash is None and not _live(mark, m):
+            saved = (mark or {}).get("torch_threads")
+            threads = ("" if saved in (None, torch.get_num_threads()) else
+                       f"; it was trained with {saved} torch threads and continues with "
+                       f"{torch.get_num_threads()}, which changes the bits")
             self.rec.found("checkpoint_incomplete", event="checkpoint", step=m.num_timesteps,
                            evidence={"num_timesteps": m.num_timesteps,
-                                     "dropped": ["rng: torch, numpy, python", "env state"]},
+                                     "dropped": ["rng: torch, numpy, python", "env state"],
+                                     "torch_threads_saved": saved,
+                                     "torch_threads_now": torch.get_num_threads()},
                            message="continuing a loaded model whose save holds no RNG state "
                                    "(load re-seeded from model.seed) and no env state (load "
                                    "reset the env): the continued learn cannot match an "
-                                   "uninterrupted one", hint=_HINT, key="load")
+                                   "uninterrupted one" + threads, hint=_HINT, key="load")
         elif stash is not None and not _live(stash, m):
             if self.rec.regime == "balanced":
                 self._restore(stash)
@@ -179,7 +185,7 @@ class NoraCallback(BaseCallback):
         if self.rec.regime == "balanced":
             setattr(m, _STATE, self._stash())
         else:
-            setattr(m, _MARK, {"token": _token(m)})
+            setattr(m, _MARK, {"token": _token(m), "torch_threads": torch.get_num_threads()})
         state = {f"policy.{k}": v.detach().cpu() for k, v in m.policy.state_dict().items()}
         self.result = self.rec.finish(state, num_timesteps=m.num_timesteps)
 
