@@ -79,6 +79,7 @@ def lightning_fit(seed: int | None, *, stop_at: int | None = None,
                   seeded: bool = True,
                   weights_only: bool = False, validate: bool = False, edit_lr: bool = False,
                   precision: str = "32-true", extra_callbacks: tuple = (),
+                  model_checkpoint: bool = False,
                   **module: Any) -> dict[str, Any]:
     """The user's fit. ``regime`` None: no NoraCallback. Its run directory goes under
     ``checkpoint_dir``, so ``check_resume`` can read the records."""
@@ -92,18 +93,22 @@ def lightning_fit(seed: int | None, *, stop_at: int | None = None,
     model = DigitsMLP(**module)
     loader = DataLoader(_data(batches * 32), batch_size=32, shuffle=True)
     callbacks: list[pl.Callback] = [*extra_callbacks, *([EditLR()] if edit_lr else [])]
+    if stop_at and model_checkpoint:        # the save happens inside the fit, at stop_at
+        callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=-1,
+                                                      every_n_train_steps=stop_at))
     nora_cb = None
     if regime is not None:
         nora_cb = NoraCallback(regime=regime, run_dir=Path(checkpoint_dir, "nora_run"))
         callbacks.insert(0, nora_cb)
     trainer = pl.Trainer(max_steps=stop_at or total, deterministic=True, accelerator="cpu",
-                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=callbacks, precision=precision,
+                         logger=False, enable_checkpointing=bool(stop_at and model_checkpoint),
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=callbacks, precision=precision,
                          limit_val_batches=2 if validate else 0, num_sanity_val_steps=0,
                          val_check_interval=5 if validate else None)
     val = DataLoader(_data(64), batch_size=32) if validate else None
     trainer.fit(model, loader, val, ckpt_path=resume_from)
-    if stop_at:
+    if stop_at and not model_checkpoint:
         trainer.save_checkpoint(os.path.join(checkpoint_dir, "stop.ckpt"),
                                 weights_only=weights_only)
     out = {"model": model.state_dict(), "optimizer": trainer.optimizers[0].state_dict()}
@@ -147,6 +152,13 @@ def test_resume_without_callback_differs_and_names_missing_state(where):
 def test_resume_with_balanced_callback_is_bit_identical(where, nora_record):
     verdict = _check(where, "balanced", "inprocess")
     nora_record.verdict(f"lightning_balanced_resume_{where}", verdict.identical, verdict.cause)
+    assert verdict.identical, verdict.report()
+
+
+def test_resume_from_model_checkpoint_callback_is_bit_identical():
+    """The other route: ModelCheckpoint(every_n_train_steps) saves inside the fit."""
+    verdict = check_resume(lightning_fit, seed=7, stop_at=5, isolation="inprocess",
+                           kwargs={"regime": "balanced", "model_checkpoint": True})
     assert verdict.identical, verdict.report()
 
 

@@ -97,8 +97,11 @@ def test_balanced_resume_is_bit_identical(stop_at):
     assert verdict.identical, verdict.report()
 
 
-def test_resume_in_fresh_processes_without_nora_state_names_it():
-    verdict = check_resume(loop_train, seed=3, stop_at=4, kwargs={"regime": None})
+@pytest.mark.parametrize("isolation", ["inprocess", pytest.param("process",
+                                                                  marks=pytest.mark.slow)])
+def test_resume_without_nora_state_names_it(isolation):
+    verdict = check_resume(loop_train, seed=3, stop_at=4, kwargs={"regime": None},
+                           isolation=isolation)
     assert not verdict.identical
     assert "no RNG state: torch, numpy, python" in verdict.cause
     assert "at step 5 the resumed run trained the batch of step 1 again" in verdict.cause
