@@ -13,6 +13,7 @@ resumed mid-epoch or at an epoch boundary is bit-identical to the uninterrupted 
 """
 from __future__ import annotations
 
+import math
 import os
 import types
 from pathlib import Path
@@ -164,7 +165,10 @@ class NoraCallback(pl.Callback):
             self._expected_lr[(i, j)] = lr
         if getattr(trainer.precision_plugin, "scaler", None) is not None:
             return                      # the precision plugin's scaler skips overflowing steps
-        bad = detect.nonfinite_grads(pl_module)
+        # gradients are read where they can go non-finite with a finite loss (low precision)
+        # and every hash_every steps; a non-finite loss always triggers the check
+        bad = (detect.nonfinite_grads(pl_module) if self._low_precision or not self._loss_finite
+               or step % self.rec.hash_every == 0 else [])
         if bad or not self._loss_finite:
             what = (f"non-finite gradients in {len(bad)} parameter(s) (first {bad[0]})"
                     if bad else "a non-finite loss")
@@ -178,7 +182,9 @@ class NoraCallback(pl.Callback):
 
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            loss: torch.Tensor) -> None:
-        self._loss_finite = bool(torch.isfinite(loss.detach()).all())
+        loss = loss.detach()
+        self._loss_finite = (math.isfinite(loss.item()) if loss.numel() == 1
+                             else bool(torch.isfinite(loss).all()))
 
     def _roll_back(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
         """Undo the overflowing step: weights and optimizer state from before it."""

@@ -45,6 +45,18 @@ def _bits(x: float) -> str:
     return struct.pack(">f", x).hex()
 
 
+_ENV: dict[str, dict[str, Any]] = {}
+
+
+def _environment(device: str) -> dict[str, Any]:
+    """``nora.records.environment`` once per process and device (versions and the git
+    commit do not change within a process; two git calls cost tens of ms a fit); the
+    thread count is read each time."""
+    if device not in _ENV:
+        _ENV[device] = environment(device)
+    return dict(_ENV[device], torch_threads=torch.get_num_threads())
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -101,7 +113,7 @@ class Recorder:
             self._decisions = JsonlWriter(self.run_dir / "norms" / "agent_decisions.jsonl")
         self.manifest = {"status": "running", "framework": self.framework, "mode": self.mode,
                          "regime": self.regime, "config_changes": self.changes,
-                         "env": environment(info.pop("device", "cpu")),
+                         "env": _environment(info.pop("device", "cpu")),
                          "started_at": datetime.now().isoformat(timespec="seconds"), **info}
         write_json(self.run_dir / "manifest.json", self.manifest)
 
