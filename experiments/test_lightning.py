@@ -220,7 +220,8 @@ def test_strict_halts_on_each_violation(violation, tmp_path):
     assert findings[0]["source"] == "present" and not findings[0]["false_positive"]
 
 
-@pytest.mark.parametrize("regime", ["balanced", "exploratory"])
+@pytest.mark.parametrize("regime", ["balanced",
+                                    pytest.param("exploratory", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("violation", list(_CASES))
 def test_balanced_fixes_and_exploratory_logs(violation, regime, tmp_path):
     out = lightning_fit(7, total=8, regime=regime, checkpoint_dir=str(tmp_path),
