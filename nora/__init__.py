@@ -18,6 +18,7 @@ _LAZY = {
     "Comparison": "nora.analysis", "assert_identical": "nora.analysis",
     "check_environment": "nora.analysis", "check_reproducible": "nora.analysis",
     "compare": "nora.analysis", "check_ddp": "nora.analysis",
+    "check_resume": "nora.analysis.resume", "LoopMonitor": "nora.integrations.loop",
     "ConfigChange": "nora.config", "RunConfig": "nora.config", "load_config": "nora.config",
     "fingerprint": "nora.hashing",
     "replay": "nora.replaying",

@@ -14,11 +14,11 @@ from nora.analysis.environment import EnvironmentReport, check_environment
 from nora.analysis.isolation import ReplicaError, check_reproducible, warm_up
 
 __all__ = ["MISSING", "Comparison", "EnvironmentReport", "ReplicaError", "SeedStats",
-           "assert_identical", "check_ddp", "check_environment", "check_reproducible", "compare",
+           "assert_identical", "check_ddp", "check_environment", "check_resume", "check_reproducible", "compare",
            "interquartile_mean", "seed_stats", "warm_up"]
 
 _LAZY = {"SeedStats": "stats", "interquartile_mean": "stats", "seed_stats": "stats",
-         "check_ddp": "ddp_check"}
+         "check_ddp": "ddp_check", "check_resume": "resume"}
 
 
 def __getattr__(name: str) -> Any:

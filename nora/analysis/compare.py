@@ -78,9 +78,12 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None) -> Compari
     """Compare two tensors, arrays, (nested) state dicts or modules, or two run directories.
 
     Args:
-        a, b: both run directories (``str`` or ``Path``), or both in-memory objects.
+        a, b: both run directories (``str`` or ``Path``) or run results (``RunResult``,
+            a monitored run's ``MonitorResult``: compared through their run directories),
+            or both in-memory objects.
         labels: names of the two sides in the report (default the paths, or "A" and "B").
     """
+    a, b = _run_dir_of(a), _run_dir_of(b)
     a_path, b_path = isinstance(a, (str, os.PathLike)), isinstance(b, (str, os.PathLike))
     if a_path and b_path:
         pa, pb = Path(a), Path(b)
@@ -97,6 +100,17 @@ def compare(a: Any, b: Any, *, labels: tuple[str, str] | None = None) -> Compari
     hint = _hint(structural, {}, None, None) if divergent else _identical_hint({})
     return Comparison(not divergent, max_diff, None, divergent, {}, details, cause, hint,
                       [], labels)
+
+
+def _run_dir_of(x: Any) -> Any:
+    """A run's result (anything with ``run_dir`` and ``fingerprint``) stands for its run
+    directory, which holds its manifest, step records and final state."""
+    if isinstance(x, (str, os.PathLike, Mapping, torch.Tensor, np.ndarray, torch.nn.Module)):
+        return x
+    run_dir = getattr(x, "run_dir", None)
+    if run_dir is not None and hasattr(x, "fingerprint"):
+        return Path(run_dir)
+    return x
 
 
 def assert_identical(a: Any, b: Any, *, atol: float = 0.0) -> Comparison:

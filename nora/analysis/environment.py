@@ -13,7 +13,7 @@ results are compared bit for bit. The caller's settings are restored afterwards.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -170,7 +170,20 @@ def _check(kind: str, setting: str | None, value: Any, label: str, a: Any, b: An
     c = compare(a, b, labels=(f"reference ({ref_label})", label))
     return {"kind": kind, "setting": setting, "value": value, "label": label,
             "identical": c.identical, "max_abs_diff": c.max_abs_diff,
-            "divergent_tensors": list(c.divergent_tensors), "details": list(c.details)}
+            "divergent_tensors": list(c.divergent_tensors), "details": list(c.details),
+            "first_stage": _first_stage(a, c.divergent_tensors)}
+
+
+def _first_stage(result: Any, divergent: list[str]) -> str | None:
+    """For a result with stages as top-level keys, in order (``{"initial_weights": ...,
+    "trained": ...}``), the first stage holding a divergent tensor: where the
+    sensitivity starts (SB3's PPO differs across thread counts already as built)."""
+    if not isinstance(result, Mapping) or len(result) < 2 or not divergent:
+        return None
+    for stage in result:
+        if any(name == str(stage) or name.startswith(f"{stage}.") for name in divergent):
+            return str(stage)
+    return None
 
 
 def _findings(checks: list[dict[str, Any]], reference: dict[str, Any],
@@ -189,9 +202,12 @@ def _findings(checks: list[dict[str, Any]], reference: dict[str, Any],
     return [{"kind": "environment_sensitivity", "setting": c["setting"],
              "reference": reference[c["setting"]], "value": c["value"],
              "max_abs_diff": c["max_abs_diff"], "divergent_tensors": c["divergent_tensors"],
+             "first_stage": c["first_stage"],
              "message": f"environment sensitivity: the result depends on {c['setting']} "
-                        f"({reference[c['setting']]} vs {c['value']}: {_how(c)}); reruns with "
-                        "the same settings are identical, so this is not a bug in the function",
+                        f"({reference[c['setting']]} vs {c['value']}: {_how(c)})"
+                        + (f"; it starts in {c['first_stage']}" if c["first_stage"] else "")
+                        + "; reruns with the same settings are identical, so this is not a "
+                          "bug in the function",
              "hint": _HINTS[c["setting"]]}
             for c in settings if not c["identical"]]
 
