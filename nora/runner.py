@@ -15,6 +15,8 @@ from nora.devices import resolve_device
 from nora.errors import NormViolationError
 from nora.hashing import fingerprint, tensor_hashes
 from nora.knobs import Knobs
+from nora.checkpoint import verify_checkpoint
+from nora.reader import checkpoint_records
 from nora.records import environment, write_json
 from nora.run import Run
 from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything, set_determinism
@@ -84,9 +86,20 @@ def _manifest(run: Run, status: str, extra: dict[str, Any]) -> dict[str, Any]:
                         "cudnn_benchmark": torch.backends.cudnn.benchmark,
                         "cudnn_deterministic": torch.backends.cudnn.deterministic,
                         "loader_workers": k.loader_workers, "loader_in_order": k.loader_in_order},
-        "checkpoints": dict(run.checkpoints),
+        **_checkpoint_fields(run),   # errors-helper: the checksums save_checkpoint recorded
         **extra,
     }
+
+
+def _checkpoint_fields(run: Run) -> dict[str, Any]:
+    """``checkpoints`` (and ``checkpoints_pending`` while a save is switching files) as
+    ``nora.checkpoint.save_checkpoint`` keeps them in the manifest on disk, which a kill in
+    the middle of a save leaves right; the run's own notes fill in the rest."""
+    on_disk = checkpoint_records(run.run_dir)
+    fields: dict[str, Any] = {"checkpoints": {**run.checkpoints, **on_disk["checkpoints"]}}
+    if on_disk["checkpoints_pending"]:
+        fields["checkpoints_pending"] = on_disk["checkpoints_pending"]
+    return fields
 
 
 def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tuple[dict, dict, int]:
@@ -135,12 +148,14 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
     torchrun's ranks are joined; rank 0 writes the records.
     """
+    device = resolve_device(config.device)   # errors-helper: checks before any run dir exists
+    if config.resume_from:
+        verify_checkpoint(config.resume_from)
     if needs_group(config):
         from nora.trainers.distributed import train_distributed
         return train_distributed(config, run_dir=run_dir, progress=progress)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
     run = Run(config, run_dir)
     started = datetime.now().isoformat(timespec="seconds")
@@ -170,8 +185,8 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
         metrics = run.trainer.fit()
     except NormViolationError as exc:
         status, error = "halted", exc
-    except BaseException:
-        status = "failed"
+    except BaseException as exc:   # errors-helper: Ctrl-C / SIGTERM mark the run interrupted
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run.close()
         write_json(run_dir / "manifest.json", _manifest(run, status, base))
         raise

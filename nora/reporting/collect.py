@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from nora.errors import ConfigError
-from nora.records import read_json, read_jsonl
+from nora.reader import read_decisions, read_manifest, read_repro_metrics, read_steps
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -36,10 +36,9 @@ def _name(cfg: dict[str, Any], key: str) -> Any:
 
 
 def run_row(run: Path, root: Path | None = None) -> dict[str, Any]:
-    manifest = read_json(run / "manifest.json")
-    cfg = manifest.get("config", {})
-    repro_path = run / "norms" / "reproducibility_metrics.json"
-    repro = read_json(repro_path) if repro_path.exists() else {}
+    manifest = read_manifest(run)
+    cfg = manifest["config"]
+    repro = read_repro_metrics(run)
     metrics = manifest.get("metrics") or {}
     verdicts = repro.get("verdicts") or {}
     label = str(run.relative_to(root)) if root and run.is_relative_to(root) else str(run)
@@ -81,10 +80,10 @@ def _common_parts(paths: list[Path]) -> tuple[str, ...]:
 
 
 def step_curves(run: Path) -> pd.DataFrame:
-    rows = [r for r in read_jsonl(run / "metrics.jsonl") if r.get("kind") == "step"]
+    rows = list((read_steps(run / "metrics.jsonl") or {}).values())
     return pd.DataFrame(rows, columns=["step", "loss"]) if rows else pd.DataFrame(
         columns=["step", "loss"])
 
 
 def decisions(run: Path) -> list[dict[str, Any]]:
-    return read_jsonl(run / "norms" / "agent_decisions.jsonl")
+    return read_decisions(run)

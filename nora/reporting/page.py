@@ -1,4 +1,8 @@
-"""report.md and a self-contained report.html (styles inline, images embedded)."""
+"""report.md and a self-contained report.html (styles inline, images embedded).
+
+Everything on the page that comes from records (names, modes, regimes, messages, evidence,
+verdict names) is text, never markup: it goes through ``esc`` or a ``to_html(escape=True)``,
+so a shared report cannot run a script someone wrote into a manifest."""
 from __future__ import annotations
 
 import html
@@ -7,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nora.records import write_json
+from nora.records import write_json, write_text
 from nora.reporting.collect import decisions
 from nora.reporting.figures import decision_timeline, learning_curves
 
@@ -15,6 +19,11 @@ COLOURS = {"clean": "#2e7d32", "fixed": "#1565c0", "tolerated": "#6a1b9a",
            "logged": "#ef6c00", "halted": "#c62828", "undetected": "#616161"}
 MODES = ["pipeline", "agentic", "norm_aware"]
 REGIMES = ["strict", "balanced", "exploratory"]
+
+
+def esc(value: object) -> str:
+    """A record's value as HTML text (quotes escaped too, so it is safe in attributes)."""
+    return html.escape(str(value), quote=True)
 
 
 def outcome_grid(table: pd.DataFrame) -> pd.DataFrame:
@@ -49,17 +58,17 @@ def verdict_table(table: pd.DataFrame) -> pd.DataFrame:
 def _grid_html(grid: pd.DataFrame) -> str:
     if grid.empty:
         return "<p>No runs.</p>"
-    head1 = "".join(f'<th colspan="{sum(1 for c in grid.columns if c[0] == m)}">{m}</th>'
+    head1 = "".join(f'<th colspan="{sum(1 for c in grid.columns if c[0] == m)}">{esc(m)}</th>'
                     for m in dict.fromkeys(c[0] for c in grid.columns))
-    head2 = "".join(f"<th>{r}</th>" for _, r in grid.columns)
+    head2 = "".join(f"<th>{esc(r)}</th>" for _, r in grid.columns)
     body = []
     for violation, row in grid.iterrows():
         cells = []
         for value in row:
             text = "" if pd.isna(value) else str(value)
             colour = COLOURS.get(text, "#9e9e9e" if text else "#ffffff")
-            cells.append(f'<td style="background:{colour};color:white">{html.escape(text)}</td>')
-        body.append(f"<tr><th>{html.escape(str(violation))}</th>{''.join(cells)}</tr>")
+            cells.append(f'<td style="background:{colour};color:white">{esc(text)}</td>')
+        body.append(f"<tr><th>{esc(violation)}</th>{''.join(cells)}</tr>")
     return (f'<table class="grid"><tr><th rowspan="2">violation</th>{head1}</tr>'
             f"<tr>{head2}</tr>{''.join(body)}</table>")
 
@@ -70,9 +79,9 @@ def _timeline_tables(table: pd.DataFrame, limit: int = 20) -> str:
         decs = decisions(Path(r.path))
         if not decs:
             continue
-        frame = pd.DataFrame(decs)[["step", "epoch", "event", "agent_action", "violation_name",
-                                    "message"]]
-        parts.append(f"<details><summary>{html.escape(r.run)} ({len(decs)} decisions)"
+        frame = pd.DataFrame(decs).reindex(columns=["step", "epoch", "event", "agent_action",
+                                                    "violation_name", "message"])
+        parts.append(f"<details><summary>{esc(r.run)} ({len(decs)} decisions)"
                      f"</summary>{frame.to_html(index=False, escape=True)}</details>")
         if len(parts) >= limit:
             break
@@ -97,7 +106,7 @@ def write_report(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
           verdicts.to_markdown(index=False) if not verdicts.empty else "No verdicts.",
           "\n## Runs\n", shown.to_markdown(index=False), "\n"]
     md_path = out / "report.md"
-    md_path.write_text("\n".join(md))
+    write_text(md_path, "\n".join(md))
     curves, timeline = learning_curves(table), decision_timeline(table)
     img = lambda uri, alt: f'<img alt="{alt}" src="{uri}">' if uri else "<p>Nothing to plot.</p>"  # noqa: E731
     page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>NORA report</title>
@@ -105,10 +114,10 @@ def write_report(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
 <h2>Outcome grid</h2>{_grid_html(grid)}
 <h2>Learning curves</h2>{img(curves, "learning curves")}
 <h2>Decision timeline</h2>{img(timeline, "decision timeline")}{_timeline_tables(table)}
-<h2>Verdicts</h2>{verdicts.to_html(index=False) if not verdicts.empty else "<p>No verdicts.</p>"}
-<h2>Detection rate and time to detection</h2>{detection.to_html(index=False) if not detection.empty else "<p>No injected violations.</p>"}
-<h2>Runs</h2>{shown.to_html(index=False)}</body></html>"""
+<h2>Verdicts</h2>{verdicts.to_html(index=False, escape=True) if not verdicts.empty else "<p>No verdicts.</p>"}
+<h2>Detection rate and time to detection</h2>{detection.to_html(index=False, escape=True) if not detection.empty else "<p>No injected violations.</p>"}
+<h2>Runs</h2>{shown.to_html(index=False, escape=True)}</body></html>"""
     html_path = out / "report.html"
-    html_path.write_text(page)
+    write_text(html_path, page)
     write_json(out / "runs.json", table.drop(columns=["path"]).to_dict(orient="records"))
     return md_path, html_path
