@@ -4,10 +4,11 @@ Saving ``checkpoints/last.pt`` goes in steps that each leave the last complete c
 loadable, whatever moment a kill picks:
 
 1. the new state goes to a temporary file, fsynced (the old ``last.pt`` is untouched);
-2. the ``.sha256`` sidecar, and the run's ``manifest.json`` (``checkpoints_pending``), are
-   rewritten atomically to accept the old *and* the new checksum;
-3. the temporary file is renamed over ``last.pt`` (atomic) and the folder fsynced;
-4. sidecar and manifest (``checkpoints``) are narrowed to the new checksum.
+2. the run's ``manifest.json`` is rewritten atomically to accept the old *and* the new
+   checksum (``checkpoints_pending``); outside a run directory the ``.sha256`` sidecar is;
+3. the temporary file is renamed over ``last.pt`` (atomic);
+4. the sidecar is rewritten (its commit fsyncs the folder, making 3 durable too), then the
+   manifest's ``checkpoints`` is narrowed to the new checksum.
 
 Loading checks the file against the checksum its run's manifest recorded when the file lies
 in a run directory (``<run>/checkpoints/``), else against the sidecar, so an altered file
@@ -101,12 +102,13 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path, *,
     run = governing_run(path) if record_in_manifest else None
     try:
         digest = file_sha256(tmp)
-        old = _sidecar_digests(path) if path.exists() else []
-        write_text(_sidecar(path), "\n".join(dict.fromkeys([digest, *old])) + "\n")
-        if run is not None:
+        if run is not None:                     # the manifest is what a resume trusts
             _settle(*run, path)
             _record(*run, pending=digest, done=None)
-        commit(tmp, path)
+        else:                                   # outside a run the sidecar is
+            old = _sidecar_digests(path) if path.exists() else []
+            write_text(_sidecar(path), "\n".join(dict.fromkeys([digest, *old])) + "\n")
+        commit(tmp, path, sync_dir=False)       # the sidecar's commit syncs the folder
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -137,7 +137,8 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / "manifest.json"
     if not run_dir.is_dir():
         what = "is not a directory" if run_dir.exists() else "does not exist"
-        raise RecordError(f"run directory {str(run_dir)!r} {what}")
+        raise RecordError(f"run directory {str(run_dir)!r} {what}; expected a directory "
+                          "with the manifest.json `nora train` writes (runs/<timestamp>/)")
     if not path.is_file():
         raise RecordError(f"run directory {str(run_dir)!r} has no manifest.json; expected a "
                           "directory written by `nora train` (runs/<timestamp>/)")

@@ -79,15 +79,17 @@ def write_temp(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return tmp
 
 
-def commit(tmp: str | Path, path: str | Path) -> None:
-    """Rename a finished temporary file over ``path`` and make the rename durable."""
+def commit(tmp: str | Path, path: str | Path, *, sync_dir: bool = True) -> None:
+    """Rename a finished temporary file over ``path`` and make the rename durable
+    (``sync_dir=False`` when a later commit in the same folder will)."""
     path = Path(path)
     try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:
