@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from nora.errors import CheckpointError, NoraError
+from nora.errors import CheckpointError, NoraError, first_line
 from nora.reader import checkpoint_records, read_object
 from nora.records import commit, remove_stale_temps, write_json, write_temp, write_text
 
@@ -177,7 +177,7 @@ def load_checkpoint(path: str | Path, *, expected_sha256: str | None = None,
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         raise CheckpointError(f"checkpoint {str(path)!r} could not be read: "
-                              f"{str(exc).splitlines()[0][:160]}") from None
+                              f"{first_line(exc)}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} holds a {type(state).__name__}; "
                               "expected a dict of parts")

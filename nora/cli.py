@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exit_code(exc)
         except KeyboardInterrupt as exc:
             where = getattr(exc, "run_dir", None)
+            if where:
+                print(file=sys.stderr)            # below the run's progress bar
             print(f"nora: interrupted ({exc.args[0] if exc.args else 'SIGINT'})"
                   + (f"; records so far: {where} (status 'interrupted')" if where else ""),
                   file=sys.stderr)

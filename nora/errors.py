@@ -75,3 +75,10 @@ def one_line(message: str) -> str:
         i += 1
     text = "; ".join(out)
     return re.sub(r":; ", ": ", text)
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type when it has none), for messages
+    that quote a library's error without its multi-line detail."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:limit]

@@ -96,7 +96,8 @@ def _discard_if_untouched(run_dir: Path, created: list[Path], usage_error: bool)
         shutil.rmtree(run_dir, ignore_errors=True)
         for parent in created:                  # folders this command created, innermost first
             try:
-                parent.rmdir()
+                if parent.exists():
+                    parent.rmdir()
             except OSError:
                 break
 

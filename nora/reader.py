@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nora.errors import RecordError
+from nora.errors import RecordError, first_line
 
 __all__ = ["MANIFEST_FIELDS", "checkpoint_records", "load_state", "read_json", "read_jsonl",
            "read_decisions", "read_manifest", "read_object", "read_repro_metrics", "read_steps",
@@ -241,7 +241,7 @@ def load_state(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise RecordError(f"cannot load {str(path)!r}: {str(exc).splitlines()[0][:160]}") from None
+        raise RecordError(f"cannot load {str(path)!r}: {first_line(exc)}") from None
     if not isinstance(state, dict):
         raise RecordError(f"{str(path)!r} holds a {type(state).__name__}; expected a state dict")
     return state

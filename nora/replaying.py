@@ -6,6 +6,7 @@ an untracked change (or a seed nobody recorded) shows up as a failed verdict.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -45,6 +46,11 @@ LIMITS = {"train.epochs": 10_000, "train.batch_size": 1_000_000, "train.max_step
           "repro.torch_threads": 1024}
 _KNOB_TYPES = {"int": "int", "bool": "bool", "float": "num", "float | None": "num?",
                "tuple[str, ...]": "strs"}
+
+
+@functools.lru_cache(maxsize=1)
+def _pipeline_mode() -> dict[str, Any]:
+    return compose_dict(["modes=pipeline"])["mode"]
 
 
 def load_manifest(run_dir: str | Path) -> dict[str, Any]:
@@ -115,7 +121,7 @@ def replay(run_dir: str | Path, *, out_dir: str | Path | None = None,
     where = repr(str(run_dir / "manifest.json"))
     start_knobs = _start_knobs(manifest, where)
     data = dict(manifest["config"])
-    data["mode"] = compose_dict(["modes=pipeline"])["mode"]
+    data["mode"] = _pipeline_mode()
     data["violation"] = {**(data.get("violation") or {}), "name": "none"}
     data["replay_changes"] = manifest.get("config_changes", [])
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import RecordError
-from nora.reader import load_state, read_manifest, read_steps, read_tensor_hashes
+from nora.reader import load_state, read_object, read_steps, read_tensor_hashes
 
 __all__ = ["MISSING", "THREADS_NOTE", "compare_steps", "diff_manifests", "format_step_table",
            "load_run", "manifest_line", "num", "run_cause"]
@@ -44,7 +44,8 @@ def load_run(path: Path) -> dict[str, Any]:
         what = "is not a directory" if path.exists() else "does not exist"
         raise RecordError(f"compare: run directory {str(path)!r} {what}")
     final, hashes = path / "state" / "final.pt", path / "state" / "tensors.json"
-    run = {"manifest": read_manifest(path) if (path / "manifest.json").exists() else None,
+    manifest = path / "manifest.json"      # diffed key by key, whatever its shape
+    run = {"manifest": read_object(manifest) if manifest.exists() else None,
            "steps": read_steps(path / "metrics.jsonl"),
            "tensors": read_tensor_hashes(hashes) if hashes.exists() else None,
            "state": load_state(final) if final.exists() else None}
