@@ -44,8 +44,15 @@ LIMITS = {"train.epochs": 10_000, "train.batch_size": 1_000_000, "train.max_step
           "trainer.num_steps": 100_000, "trainer.update_epochs": 1000,
           "trainer.eval_episodes": 100_000, "ddp.world_size": 1024,
           "repro.torch_threads": 1024}
-_KNOB_TYPES = {"int": "int", "bool": "bool", "float": "num", "float | None": "num?",
-               "tuple[str, ...]": "strs"}
+# The recorded start settings a replay applies: their manifest key, each setting's JSON
+# type ("?" allows null; "strs" a list of strings) and the ones a replay cannot do without.
+START_KEY = "knobs_at_start"
+START_TYPES = {"seed": "int", "seeded": "bool", "deterministic": "bool",
+               "cudnn_benchmark": "bool", "loader_workers": "int", "loader_in_order": "bool",
+               "amp": "bool", "grad_scaler": "bool", "static_loss_scale": "num?",
+               "eval_mode": "bool", "eval_augment": "bool", "checkpoint_parts": "strs",
+               "lr": "num"}
+START_REQUIRED = ("seeded", "deterministic", "cudnn_benchmark", "checkpoint_parts")
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,43 +65,37 @@ def load_manifest(run_dir: str | Path) -> dict[str, Any]:
     return read_manifest(run_dir)
 
 
-def _knob_ok(value: Any, kind: str) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "strs":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+def _fits(value: Any, kind: str) -> bool:
     if kind.endswith("?") and value is None:
         return True
+    kind = kind.rstrip("?")
+    if kind in ("bool", "str"):
+        return isinstance(value, bool if kind == "bool" else str)
+    if kind == "strs":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     ok = (int,) if kind == "int" else (int, float)
     return isinstance(value, ok) and not isinstance(value, bool)
 
 
-def _start_knobs(manifest: dict[str, Any], where: str) -> dict[str, Any]:
-    """``knobs_at_start`` checked against the fields the runner rebuilds them into."""
-    import dataclasses
-
-    from nora.knobs import Knobs
-
-    knobs = manifest.get("knobs_at_start")
-    if not isinstance(knobs, dict):
-        raise RecordError(f"{where}: 'knobs_at_start' is missing; a replay starts from them")
-    fields = {f.name: f for f in dataclasses.fields(Knobs) if f.name != "extra"}
-    unknown = sorted(set(knobs) - set(fields))
+def _start_settings(manifest: dict[str, Any], where: str) -> dict[str, Any]:
+    """The recorded start settings, checked against ``START_TYPES``."""
+    values = manifest.get(START_KEY)
+    if not isinstance(values, dict):
+        raise RecordError(f"{where}: {START_KEY!r} is missing or not an object; a replay "
+                          "starts from the settings the run started with")
+    unknown = sorted(set(values) - set(START_TYPES))
     if unknown:
-        raise RecordError(f"{where}: knobs_at_start has unknown key(s) {', '.join(unknown)}; "
-                          f"valid keys: {', '.join(fields)}")
-    required = ["seeded", "deterministic", "cudnn_benchmark", "checkpoint_parts"]
-    if knobs.get("seeded") is True:
-        required.append("seed")
-    missing = [k for k in required if k not in knobs]
+        raise RecordError(f"{where}: {START_KEY} has unknown key(s) {', '.join(unknown)}; "
+                          f"valid keys: {', '.join(START_TYPES)}")
+    required = [*START_REQUIRED, *(["seed"] if values.get("seeded") is True else [])]
+    missing = [k for k in required if k not in values]
     if missing:
-        raise RecordError(f"{where}: knobs_at_start lacks {', '.join(missing)}")
-    for key, value in knobs.items():
-        kind = _KNOB_TYPES.get(str(fields[key].type))
-        if kind is not None and not _knob_ok(value, kind):
-            raise RecordError(f"{where}: knobs_at_start.{key} is {value!r}; expected "
-                              f"{str(fields[key].type)}")
-    return knobs
+        raise RecordError(f"{where}: {START_KEY} lacks {', '.join(missing)}")
+    for key, value in values.items():
+        if not _fits(value, START_TYPES[key]):
+            raise RecordError(f"{where}: {START_KEY}.{key} is {value!r}; expected "
+                              f"{START_TYPES[key]}")
+    return values
 
 
 def _check_limits(config: Any, where: str) -> None:
@@ -119,7 +120,7 @@ def replay(run_dir: str | Path, *, out_dir: str | Path | None = None,
     run_dir = Path(run_dir)
     manifest = load_manifest(run_dir)
     where = repr(str(run_dir / "manifest.json"))
-    start_knobs = _start_knobs(manifest, where)
+    start_knobs = _start_settings(manifest, where)
     data = dict(manifest["config"])
     data["mode"] = _pipeline_mode()
     data["violation"] = {**(data.get("violation") or {}), "name": "none"}

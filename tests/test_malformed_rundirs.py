@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 from unittest import mock
@@ -221,7 +222,9 @@ def _property(max_examples: int):
 
 
 test_damaged_run_dirs_give_a_nora_error_and_one_line = _property(10)
-test_damaged_run_dirs_10000_cases = pytest.mark.slow(_property(10_000))
+# ``NORA_FUZZ_CASES`` splits the long run over processes (each draws its own cases).
+test_damaged_run_dirs_10000_cases = pytest.mark.slow(
+    _property(int(os.environ.get("NORA_FUZZ_CASES", 10_000))))
 
 
 # Named kinds, each refused by the commands that read the damaged file (exit 2, one line);
