@@ -136,7 +136,8 @@ def _accepted(path: Path, expected: str | None) -> tuple[list[str], str]:
             raise CheckpointError(f"checkpoint {str(path)!r}: its run's manifest "
                                   f"({str(run_dir / 'manifest.json')!r}) records no checksum "
                                   f"for {rel!r}; refusing an unverifiable file")
-        return digests, f"the checksum its run's manifest ({str(run_dir / 'manifest.json')!r}) recorded"
+        manifest = str(run_dir / "manifest.json")
+        return digests, f"the checksum its run's manifest ({manifest!r}) recorded"
     digests = _sidecar_digests(path)
     if not digests:
         raise CheckpointError(f"checkpoint {str(path)!r} has no recorded checksum; "
