@@ -209,12 +209,16 @@ def check_damaged(base: Path, work: Path, case, *, full_report: bool) -> None:
 def _property(max_examples: int):
     def test(base, tmp_path_factory):
         work = tmp_path_factory.mktemp("prop")
+        log = os.environ.get("NORA_FUZZ_LOG") if max_examples >= 100 else None
 
         @settings(max_examples=max_examples, deadline=None, derandomize=max_examples < 100,
                   suppress_health_check=list(HealthCheck))
         @given(case=damage(base))
         def run(case):
             check_damaged(base, work, case, full_report=max_examples < 100)
+            if log:                      # progress of a long run, one line per case
+                with open(log, "a") as fh:
+                    fh.write(f"{case[0]} {case[1][:60]!r} ok\n")
 
         with _fast():
             run()
@@ -222,7 +226,8 @@ def _property(max_examples: int):
 
 
 test_damaged_run_dirs_give_a_nora_error_and_one_line = _property(10)
-# ``NORA_FUZZ_CASES`` splits the long run over processes (each draws its own cases).
+# ``NORA_FUZZ_CASES`` splits the long run over processes (each draws its own cases);
+# ``NORA_FUZZ_LOG`` names a file that gets one line per case tried.
 test_damaged_run_dirs_10000_cases = pytest.mark.slow(
     _property(int(os.environ.get("NORA_FUZZ_CASES", 10_000))))
 
