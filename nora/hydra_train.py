@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import EXIT_FAILED, EXIT_HALTED, EXIT_OK, ConfigError, NoraError, one_line
+from nora.preflight import preflight
 
 _HYDRA_ONLY = {".hydra", "train.log"}      # what Hydra puts in a run dir before the job
 
@@ -46,16 +47,6 @@ def expand(overrides: Sequence[str], multirun: bool) -> list[list[str]]:
         else:
             axes.append([ov.input_line])
     return [list(job) for job in itertools.product(*axes)]
-
-
-def preflight(config: Any) -> None:
-    """What would fail at the start of a run, checked before anything is written."""
-    from nora.checkpoint import verify_checkpoint
-    from nora.devices import resolve_device
-
-    resolve_device(config.device)
-    if config.resume_from:
-        verify_checkpoint(config.resume_from)
 
 
 def summarize_sweep(sweep_dir: Path) -> int:

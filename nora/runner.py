@@ -15,7 +15,7 @@ from nora.devices import resolve_device
 from nora.errors import NormViolationError
 from nora.hashing import fingerprint, tensor_hashes
 from nora.knobs import Knobs
-from nora.checkpoint import verify_checkpoint
+from nora.preflight import preflight
 from nora.reader import checkpoint_records
 from nora.records import environment, write_json
 from nora.run import Run
@@ -148,14 +148,13 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
     torchrun's ranks are joined; rank 0 writes the records.
     """
-    device = resolve_device(config.device)   # errors-helper: checks before any run dir exists
-    if config.resume_from:
-        verify_checkpoint(config.resume_from)
+    preflight(config)   # errors-helper: bad device / resume_from before any run dir exists
     if needs_group(config):
         from nora.trainers.distributed import train_distributed
         return train_distributed(config, run_dir=run_dir, progress=progress)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
     apply_threads(config.repro.torch_threads)
     run = Run(config, run_dir)
     started = datetime.now().isoformat(timespec="seconds")

@@ -55,6 +55,7 @@ def test_an_error_inside_the_hydra_job_is_one_line_and_its_run_dir_is_removed(
         tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nora.hydra_train.preflight", lambda config: None)   # the runner finds it
+    monkeypatch.setattr("nora.runner.preflight", lambda config: None)        # the trainer does
     assert main(["train", *SMALL, "resume_from=/etc/passwd"]) == 2
     assert "/etc/passwd" in _one_error_line(capsys.readouterr().err)
     _no_runs(tmp_path)
