@@ -24,6 +24,9 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
     torchrun's ranks are joined; rank 0 writes the records.
     """
+    from nora.preflight import preflight
+
+    preflight(config)  # a bad device or resume_from fails before any run directory exists
     if needs_group(config):
         from nora.trainers.distributed import train_distributed
         return train_distributed(config, run_dir=run_dir, progress=progress)

@@ -1,22 +1,34 @@
-"""Run records on disk: atomic JSON files and line-flushed JSONL streams.
+"""Run records on disk: the one atomic writer, line-flushed JSONL streams, the environment.
 
-A killed run leaves every completed record readable: JSON files appear whole or not at
-all (temporary file, then rename), and each JSONL line is flushed as it is written.
+Every file NORA writes into a run directory or a report goes through ``write_temp`` +
+``commit`` (or ``write_json`` / ``write_text`` on top of them): the data
+goes to a temporary file in the same folder, is fsynced, renamed over the target and the
+folder is fsynced, so a killed process (or a lost machine) leaves the old file or the new one,
+never half of one. Files are created with mode 0666 minus the umask, like any ``open()``.
+Each JSONL line is flushed as it is written, so a killed run leaves every completed record.
+Reading is ``nora.reader``'s (re-exported here as ``read_json`` / ``read_jsonl``).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
-import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from nora.reader import read_json, read_jsonl
+
+__all__ = ["JsonlWriter", "commit", "environment", "fsync_dir", "mark_stopped", "read_json",
+           "read_jsonl", "remove_stale_temps", "write_json", "write_temp", "write_text"]
 
 _VERSIONED = ("torch", "numpy", "pydantic", "hydra-core", "gymnasium", "scikit-learn", "nora")
+_TMP_SUFFIX = ".tmp"
 
 
 def _default(obj: Any) -> Any:
@@ -32,39 +44,99 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+# ---------------------------------------------------------------------------- the writer
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where the file system cannot)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_temp(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write a temporary sibling of ``path`` with ``write(binary_file)`` and fsync it.
+
+    The name (``.<name>.<pid>.<random>.tmp``) tells ``remove_stale_temps`` whose it is. On
+    any exception (a signal included) the temporary file is removed and the error re-raised.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{_TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                 0o666)                                   # the umask applies, as for open()
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_default, allow_nan=True)
-            fh.write("\n")
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def commit(tmp: str | Path, path: str | Path, *, sync_dir: bool = True) -> None:
+    """Rename a finished temporary file over ``path`` and make the rename durable
+    (``sync_dir=False`` when a later commit in the same folder will)."""
+    path = Path(path)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Every complete line of a JSONL file (a torn last line from a kill is skipped)."""
-    out = []
-    p = Path(path)
-    if not p.exists():
-        return out
-    for line in p.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove temporary siblings of ``path`` left by processes that died while writing."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{path.name}.*{_TMP_SUFFIX}"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
-    return out
+        try:
+            os.kill(int(pid), 0)
+            continue                                      # its writer is still alive
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (UTF-8)."""
+    data = text.encode()
+    commit(write_temp(path, lambda fh: fh.write(data)), path)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically: readers see the old file or the new one, never half of one."""
+    text = json.dumps(data, indent=2, default=_default, allow_nan=True) + "\n"
+    write_text(path, text)
+
+
+def mark_stopped(run_dir: str | Path, status: str) -> bool:
+    """Set a manifest still at ``running`` to ``status`` (``interrupted``, ``failed``) when
+    a run was stopped where the runner could not say so; True if it changed the file."""
+    path = Path(run_dir) / "manifest.json"
+    try:
+        manifest = read_json(path)
+    except ValueError:          # RecordError: no manifest, or one this run never finished
+        return False
+    if not isinstance(manifest, dict) or manifest.get("status") != "running":
+        return False
+    manifest["status"] = status
+    write_json(path, manifest)
+    return True
 
 
 class JsonlWriter:
@@ -84,6 +156,7 @@ class JsonlWriter:
             self._fh.close()
 
 
+# ---------------------------------------------------------------------------- environment
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=5,
@@ -103,8 +176,8 @@ def environment(device: str) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    commit_id = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit_id else None
     cuda = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
     return {
         "torch_threads": torch.get_num_threads(),
@@ -115,7 +188,7 @@ def environment(device: str) -> dict[str, Any]:
         "cuda_device_name": cuda,
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
-        "git_commit": commit,
-        "git_dirty": bool(status) if commit else None,
+        "git_commit": commit_id,
+        "git_dirty": bool(status) if commit_id else None,
         "python_hash_seed": os.environ.get("PYTHONHASHSEED"),
     }

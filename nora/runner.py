@@ -18,7 +18,8 @@ from nora.context import RunContext
 from nora.devices import resolve_device
 from nora.errors import NormViolationError
 from nora.hashing import fingerprint, tensor_hashes
-from nora.records import environment, write_json
+from nora.reader import checkpoint_records
+from nora.records import commit, environment, write_json, write_temp
 from nora.registry import load
 from nora.run import Run
 from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything
@@ -82,9 +83,31 @@ def _manifest(run: Run, ctx: RunContext, status: str, extra: dict[str, Any]) -> 
                         "cudnn_deterministic": torch.backends.cudnn.deterministic,
                         "loader_workers": ctx.loader.workers,
                         "loader_in_order": ctx.loader.in_order},
-        "checkpoints": dict(run.checkpoints),
+        **_checkpoint_fields(run),   # as save_checkpoint keeps them in the manifest
         **extra,
     }
+
+
+def _checkpoint_fields(run: Run) -> dict[str, Any]:
+    """``checkpoints`` (and ``checkpoints_pending`` while a save is switching files) as
+    ``nora.checkpoint.save_checkpoint`` keeps them in the manifest on disk, which a kill in
+    the middle of a save leaves right; the run's own notes fill in the rest."""
+    on_disk = checkpoint_records(run.run_dir)
+    fields: dict[str, Any] = {"checkpoints": {**run.checkpoints, **on_disk["checkpoints"]}}
+    if on_disk["checkpoints_pending"]:
+        fields["checkpoints_pending"] = on_disk["checkpoints_pending"]
+    return fields
+
+
+def _checkpoint_fields(run: Run) -> dict[str, Any]:
+    """``checkpoints`` (and ``checkpoints_pending`` while a save is switching files) as
+    ``nora.checkpoint.save_checkpoint`` keeps them in the manifest on disk, which a kill in
+    the middle of a save leaves right; the run's own notes fill in the rest."""
+    on_disk = checkpoint_records(run.run_dir)
+    fields: dict[str, Any] = {"checkpoints": {**run.checkpoints, **on_disk["checkpoints"]}}
+    if on_disk["checkpoints_pending"]:
+        fields["checkpoints_pending"] = on_disk["checkpoints_pending"]
+    return fields
 
 
 def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tuple[dict, dict, int]:
@@ -135,12 +158,12 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     ``start_settings`` sets the seams as a recorded run had them (replay); otherwise the
     config's violation is injected. A DDP rank calls this too, inside its process group.
     """
-    run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
-    apply_threads(config.repro.torch_threads)
     trainer_cls = load("trainer", config.trainer.name)
     require_tracker(config)
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    apply_threads(config.repro.torch_threads)
     run = Run(config, run_dir, controlled=trainer_cls.__module__.startswith("nora."))
     started = datetime.now().isoformat(timespec="seconds")
     env = environment(str(device))
@@ -169,9 +192,10 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
         metrics = trainer.fit()
     except NormViolationError as exc:
         status, error = "halted", exc
-    except BaseException:
+    except BaseException as exc:   # Ctrl-C / SIGTERM mark the run interrupted
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run.close()
-        write_json(run_dir / "manifest.json", _manifest(run, ctx, "failed", base))
+        write_json(run_dir / "manifest.json", _manifest(run, ctx, status, base))
         raise
     finally:
         run.close()
@@ -180,7 +204,8 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
         state = trainer.final_state()
         fp = fingerprint(state)
         (run_dir / "state").mkdir(exist_ok=True)
-        torch.save(state, run_dir / "state" / "final.pt")
+        final = run_dir / "state" / "final.pt"
+        commit(write_temp(final, lambda fh: torch.save(state, fh)), final)
         write_json(run_dir / "state" / "tensors.json", {"step": ctx.step,
                                                         "hashes": tensor_hashes(state)})
     cfg = config

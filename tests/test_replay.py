@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 import nora
+from nora.errors import RecordError
 from nora.records import read_json
 from nora.replaying import replay
 
@@ -39,9 +40,12 @@ def test_fixed_norm_aware_runs_replay(run_case, violation):
     assert replay(result.run_dir).reproducible
 
 
-def test_replay_of_missing_directory_is_a_config_error(tmp_path):
-    with pytest.raises(nora.ConfigError, match="no manifest.json"):
+def test_replay_of_missing_directory_is_a_record_error(tmp_path):
+    with pytest.raises(RecordError, match="nope' does not exist.*manifest.json"):
         replay(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordError, match="no manifest.json"):
+        replay(tmp_path / "empty")
 
 
 def test_resumed_norm_aware_run_keeps_the_agents_memory(run_case):

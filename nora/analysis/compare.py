@@ -23,7 +23,7 @@ import torch
 from nora.analysis.attribution import attribute
 from nora.analysis.rundir import (MISSING, THREADS_NOTE, compare_steps, diff_manifests,
                                   format_step_table, load_run, manifest_line, run_cause)
-from nora.errors import NoraError
+from nora.errors import NoraError, one_line
 from nora.hashing import fingerprint
 
 __all__ = ["MISSING", "Comparison", "assert_identical", "compare", "main"]
@@ -139,8 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = compare(Path(ns.run_a), Path(ns.run_b))
     except NoraError as exc:
-        print(f"nora {exc}", file=sys.stderr)
-        return 2
+        print(f"nora: error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     print(json.dumps(result.to_dict(), indent=2) if ns.json else result.report())
     return 0 if result.identical else 1
 

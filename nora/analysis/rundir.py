@@ -13,9 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nora.errors import NoraError
+from nora.errors import RecordError
+from nora.reader import load_state, read_object, read_steps, read_tensor_hashes
 
 __all__ = ["MISSING", "THREADS_NOTE", "compare_steps", "diff_manifests", "format_step_table",
            "load_run", "manifest_line", "num", "run_cause"]
@@ -33,53 +32,26 @@ _CAUSES = (("env.", "the environment differs"), ("seeds.", "the seeds differ"),
 
 
 # ---------------------------------------------------------------------------- reading
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise NoraError(f"compare: cannot read {str(path)!r}: {exc}") from exc
-
-
-def _read_steps(path: Path) -> dict[int, dict[str, Any]] | None:
-    """Step records by step (a repeated step, e.g. after a resume, keeps its last record)."""
-    if not path.is_file():
-        return None
-    steps: dict[int, dict[str, Any]] = {}
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise NoraError(f"compare: {str(path)!r} line {lineno} is not JSON: {exc}") from exc
-            if isinstance(rec, dict) and rec.get("kind") == "step" and "step" in rec:
-                steps[int(rec["step"])] = rec
-    return steps
-
-
 def load_run(path: Path) -> dict[str, Any]:
     """``{"manifest", "steps", "tensors", "state"}`` of a run directory; None where absent.
+
+    Every file is read by ``nora.reader``, so a malformed one is a ``RecordError`` naming it.
 
     Raises:
         NoraError: ``path`` is not a directory, holds none of the records, or one is unreadable.
     """
     if not path.is_dir():
         what = "is not a directory" if path.exists() else "does not exist"
-        raise NoraError(f"compare: run directory {str(path)!r} {what}")
-    manifest, final = path / "manifest.json", path / "state" / "final.pt"
-    hashes = path / "state" / "tensors.json"
-    run = {"manifest": _read_json(manifest) if manifest.is_file() else None,
-           "steps": _read_steps(path / "metrics.jsonl"),
-           "tensors": _read_json(hashes) if hashes.is_file() else None, "state": None}
-    if final.is_file():
-        try:
-            run["state"] = torch.load(final, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is reported
-            raise NoraError(f"compare: cannot load {str(final)!r}: {exc}") from exc
+        raise RecordError(f"compare: run directory {str(path)!r} {what}")
+    final, hashes = path / "state" / "final.pt", path / "state" / "tensors.json"
+    manifest = path / "manifest.json"      # diffed key by key, whatever its shape
+    run = {"manifest": read_object(manifest) if manifest.exists() else None,
+           "steps": read_steps(path / "metrics.jsonl"),
+           "tensors": read_tensor_hashes(hashes) if hashes.exists() else None,
+           "state": load_state(final) if final.exists() else None}
     if all(v is None for v in run.values()):
-        raise NoraError(f"compare: {str(path)!r} has no manifest.json, metrics.jsonl or "
-                        "state/: not a run directory")
+        raise RecordError(f"compare: {str(path)!r} has no manifest.json, metrics.jsonl or "
+                          "state/: not a run directory")
     return run
 
 
