@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nora.config.schema import PPOConfig, TrainConfig  # noqa: E402
+from nora.config.schema import TrainConfig
+from nora.trainers.configs import PPOConfig  # noqa: E402
 from nora.trainers.ppo_engine import PPOLearner  # noqa: E402
 
 NUM_ENVS, NUM_STEPS, EPOCHS, MINIBATCH, LR = 8, 128, 4, 256, 2.5e-4

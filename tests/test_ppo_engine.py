@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from nora.config.schema import PPOConfig, TrainConfig
+from nora.config.schema import TrainConfig
+from nora.trainers.configs import PPOConfig
 from nora.errors import CheckpointError, ConfigError
 from nora.hashing import fingerprint
 from nora.trainers.ppo_engine import PPOLearner, capture_env, make_vec_env, restore_env
@@ -136,7 +137,8 @@ def test_resume_in_a_fresh_process_equals_uninterrupted(tmp_path):
     ppo, train = configs()
     script = f"""
 import torch
-from nora.config.schema import PPOConfig, TrainConfig
+from nora.config.schema import TrainConfig
+from nora.trainers.configs import PPOConfig
 from nora.hashing import fingerprint
 from nora.trainers.ppo_engine import PPOLearner
 torch.set_num_threads(1)
