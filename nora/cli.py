@@ -13,8 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nora.errors import (EXIT_FAILED, EXIT_HALTED, EXIT_OK, EXIT_USAGE, NoraError,
-                         RunFailedError, one_line)
+from nora.errors import EXIT_FAILED, EXIT_HALTED, EXIT_OK, EXIT_USAGE, NoraError, one_line
 from nora.exiting import exit_code_of, signals_as_interrupts
 from nora.hydra_train import expand as _expand
 
@@ -101,15 +100,6 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def exit_code(exc: NoraError) -> int:
-    """The documented exit code of an error (``NoraError.exit_code``; a DDP ``GroupError``,
-    a failed run rather than bad input, is 1 until it derives from ``RunFailedError``)."""
-    ddp = sys.modules.get("nora.ddp")
-    if ddp is not None and isinstance(exc, ddp.GroupError) and not isinstance(exc, RunFailedError):
-        return EXIT_FAILED
-    return exc.exit_code
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
@@ -129,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return COMMANDS[args.command](args)
         except NoraError as exc:
             print(f"nora: error: {one_line(str(exc))}", file=sys.stderr)
-            return exit_code(exc)
+            return exc.exit_code
         except KeyboardInterrupt as exc:
             where = getattr(exc, "run_dir", None)
             if where:

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from nora.ddp_watch import RankWatch, hang_report, heartbeat, proc_state, set_beats
-from nora.errors import NoraError
+from nora.errors import NoraError, RunFailedError
 
 __all__ = ["GroupError", "free_port", "heartbeat", "remove_if_launcher_dies", "resolve_backend",
            "run_group", "torchrun_env"]
@@ -40,7 +40,7 @@ DEFAULT_PORTS = range(20000, 32000)   # below Linux's ephemeral range (32768-609
 _REAP_GRACE_S = 2.0
 
 
-class GroupError(NoraError):
+class GroupError(RunFailedError):
     """A rank raised, died or hung; ``ranks`` are the culprits, ``pids`` every rank's pid."""
 
     def __init__(self, message: str, *, ranks: Sequence[int], pids: Sequence[int] = ()) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nora.reader import read_manifest, read_tensor_hashes
 from nora.records import read_json, write_json
 
 ENV_KEYS = ("torch_threads", "versions", "device", "platform", "python")
@@ -29,13 +30,13 @@ def platform_key(device: str, threads: int | None = None) -> str:
 def entry_from_run(run_dir: str | Path) -> dict[str, Any]:
     """What a golden file keeps about one run: fingerprint, tensor hashes, metrics, env."""
     run_dir = Path(run_dir)
-    manifest = read_json(run_dir / "manifest.json")
+    manifest = read_manifest(run_dir)
     tensors = run_dir / "state" / "tensors.json"
     metrics = {k: v for k, v in (manifest.get("metrics") or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)}
     env = manifest.get("env", {})
     return {"fingerprint": manifest.get("fingerprint"),
-            "tensors": read_json(tensors)["hashes"] if tensors.exists() else {},
+            "tensors": read_tensor_hashes(tensors)["hashes"] if tensors.exists() else {},
             "metrics": metrics, "env": {k: env.get(k) for k in ENV_KEYS}}
 
 

@@ -16,6 +16,7 @@ from nora.agent.agent import Agent
 from nora.agent.outcomes import configured_violations, observes
 from nora.config.schema import ConfigChange, RunConfig
 from nora.context import RunContext
+from nora.ddp_watch import heartbeat
 from nora.errors import NormViolationError
 from nora.hashing import record_digest, tensor_hashes, tree_hash
 from nora.records import JsonlWriter, write_json
@@ -153,6 +154,7 @@ class Run:
             self.injected_t = time.perf_counter()
 
     def end_step(self, record: dict[str, Any], model: nn.Module) -> None:
+        heartbeat()  # a DDP rank's sign of progress (a no-op outside a spawned group)
         self.losses.append(record["loss"])
         leaves = None
         if self._audit or (self._hash_every and record["step"] % self._hash_every == 0):
@@ -167,6 +169,7 @@ class Run:
                                     "record": record_digest(record)})
 
     def on_eval(self, metrics: dict[str, Any]) -> None:
+        heartbeat()
         rec = {"kind": "eval", "step": self.step, "epoch": self.ctx.epoch, **metrics}
         self.evals.append(rec)
         self._metrics_out.write(rec)
@@ -200,6 +203,7 @@ class Run:
         self.tracked["train.lr"] = float(state["tracked_lr"])
 
     def on_checkpoint(self, path: Path, sha256: str, state: dict[str, Any]) -> None:
+        heartbeat()
         if state:
             write_json(self.run_dir / "state" / f"tensors_step{self.step}.json",
                        {"step": self.step, "checkpoint": path.name,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from nora.records import read_json, read_jsonl, write_json
+from nora.records import read_json, read_jsonl, write_json, write_text
 
 __all__ = ["RESULT_COLUMNS", "SessionReport", "case_record", "gate_failures", "matrix_table",
            "records_frame", "records_from_run_dirs", "terminal_text", "write_session_report"]
@@ -216,17 +215,6 @@ class SessionReport:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _md_table(df: pd.DataFrame) -> str:
     def fmt(v: Any) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
@@ -298,12 +286,12 @@ def write_session_report(session_dir: str | Path, records: Iterable[Mapping[str,
     summary = summarize(recs, session=session_dir.name, gate=gate, meta=meta)
     paths = {n: session_dir / n for n in ("summary.json", "results.csv",
                                           "agent_decisions.jsonl", "report.md")}
-    _write_text(paths["results.csv"], records_frame(recs).to_csv(index=False))
+    write_text(paths["results.csv"], records_frame(recs).to_csv(index=False))
     lines = [json.dumps({"test_id": r["test_id"], "seed": r.get("seed"), "run": r.get("run"),
                          "case": r.get("case"), **d}, default=str)
              for r in recs for d in r.get("agent_decisions") or []]
-    _write_text(paths["agent_decisions.jsonl"], "".join(ln + "\n" for ln in lines))
-    _write_text(paths["report.md"], render_markdown(summary, recs))
+    write_text(paths["agent_decisions.jsonl"], "".join(ln + "\n" for ln in lines))
+    write_text(paths["report.md"], render_markdown(summary, recs))
     write_json(paths["summary.json"], summary)
     if latest:
         _link_latest(session_dir)

@@ -283,9 +283,9 @@ class GoldenCheck:
     def __call__(self, node: pytest.Item, seed: int | None, run_dir: Path,
                  state: CaseState) -> None:
         from nora.golden import platform_key
-        from nora.records import read_json
+        from nora.reader import read_manifest
 
-        env = read_json(run_dir / "manifest.json")["env"]
+        env = read_manifest(run_dir)["env"]
         platform = platform_key(env["device"], env["torch_threads"])
         experiment = f"{node.path.stem}.{getattr(node, 'originalname', node.name)}"
         callspec = getattr(node, "callspec", None)
