@@ -298,3 +298,28 @@ def test_a_users_project_without_conftest(pytester):
     assert list(df["test_id"]) == ["test_experiment.py::test_my_experiment[missing_seed]",
                                    "test_experiment.py::test_my_experiment[none]"]
     assert list(df["outcome"]) == ["fixed", "clean"]
+
+
+def test_verify_marker_verifies_each_run_and_gates_on_it(pytester):
+    pytester.makeini(SMALL_INI)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.nora(seeds=[3], verify=1.0, overrides=["train.checkpoint_every=2"])
+        def test_verified(seeded_trainer):
+            seeded_trainer.fit()
+
+        @pytest.mark.nora(seeds=[3], verify=True, violation="untracked_config_change",
+                          mode="pipeline", overrides=["train.checkpoint_every=1"])
+        def test_untracked(seeded_trainer):
+            seeded_trainer.fit()
+    """)
+    result = pytester.runpytest("--nora-gate", "-p", "no:randomly")
+    assert result.ret != 0
+    rows = {t.split("::")[-1]: v for t, v in
+            _results(pytester).set_index("test_id")["verdicts"].items()}
+    assert "verify[s3]=pass" in rows["test_verified"]
+    assert "verify[s3]=fail" in rows["test_untracked"]
+    summary = json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
+    reasons = [f["reason"] for f in summary["gate"]["failures"]]
+    assert any("verify[s3]" in r and "train.lr" in r for r in reasons), reasons

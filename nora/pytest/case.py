@@ -18,8 +18,19 @@ import pytest
 from nora.pytest.options import AXES, NoraOptions, config_defaults
 
 MARKER_KEYS = ("trainer", "mode", "regime", "violation", "seeds", "overrides", "golden",
-               "max_ci_width", "metric")
+               "max_ci_width", "metric", "verify")
 _GROUP = {"mode": "modes", "regime": "regime", "violation": "violation", "trainer": "trainer"}
+
+
+def _choices(axis: str) -> list[str]:
+    """Presets of an axis, and for trainers and violations every registered name too."""
+    from nora.config.compose import group_choices
+
+    found = group_choices(_GROUP[axis])
+    if axis in ("trainer", "violation"):
+        from nora.registry import names
+        found = sorted(set(found) | set(names(axis)))
+    return found
 
 
 def case_name(nodeid: str) -> str:
@@ -59,11 +70,11 @@ class CaseSpec:
     max_ci_width: float | None = None
     metric: str | None = None
     per_test_seed: bool = False   # seeds are base + crc32(test id), not chosen by the user
+    verify: float | None = None   # nora verify each finished run within this budget
 
     @classmethod
     def from_item(cls, item: pytest.Item, options: NoraOptions) -> CaseSpec:
         """Raises ValueError (with the marker and the choices in the message) on a bad marker."""
-        from nora.config.compose import group_choices
 
         marker = item.get_closest_marker("nora")
         kwargs = dict(marker.kwargs) if marker else {}
@@ -81,9 +92,9 @@ class CaseSpec:
             if given and len(given) > 1 and fixed is None:
                 raise ValueError(f"@pytest.mark.nora({axis}={given!r}): a list only works "
                                  f"for a test that takes the `{axis}` fixture")
-            if value is not None and value not in group_choices(_GROUP[axis]):
+            if value is not None and value not in _choices(axis):
                 raise ValueError(f"@pytest.mark.nora({axis}={value!r}): not a known {axis}; "
-                                 f"choices: {', '.join(group_choices(_GROUP[axis]))}")
+                                 f"choices: {', '.join(_choices(axis))}")
             values[axis] = value if value is not None else config_defaults()[axis]
         seeds = kwargs.get("seeds")
         if seeds is not None:
@@ -96,6 +107,13 @@ class CaseSpec:
         if width is not None and not (isinstance(width, (int, float)) and width > 0):
             raise ValueError(f"@pytest.mark.nora(max_ci_width={width!r}): expected a "
                              "positive number (the widest 95% CI of the metric across seeds)")
+        verify = kwargs.get("verify")
+        if verify is True:
+            verify = 0.05
+        if verify is not None and verify is not False and not (
+                isinstance(verify, (int, float)) and 0 < verify <= 1):
+            raise ValueError(f"@pytest.mark.nora(verify={verify!r}): expected True or a "
+                             "budget in (0, 1] (the fraction of steps to replay)")
         chosen = tuple(seeds) if seeds is not None else options.seeds
         per_test = None
         if chosen is None and not any(o.partition("=")[0].lstrip("+~") == "seed"
@@ -109,7 +127,8 @@ class CaseSpec:
                    regime=values["regime"], violation=values["violation"],
                    seeds=chosen or per_test, overrides=overrides,
                    golden=bool(kwargs.get("golden", False)), max_ci_width=width,
-                   metric=kwargs.get("metric"), per_test_seed=per_test is not None)
+                   metric=kwargs.get("metric"), per_test_seed=per_test is not None,
+                   verify=float(verify) if verify else None)
 
     def as_dict(self) -> dict[str, Any]:
         return {"trainer": self.trainer, "mode": self.mode, "regime": self.regime,
@@ -197,7 +216,10 @@ class SeededTrainer:
         if seed is not None:
             ovs.append(f"seed={seed}")
         ovs += [f"device={self._device}", *self._overrides, *s.overrides, *overrides]
-        return _load(tuple(ovs))
+        config = _load(tuple(ovs))
+        if s.verify and not config.train.checkpoint_every:  # verify needs kept checkpoints
+            config = _load((*ovs, f"train.checkpoint_every={max(1, config.train.epochs)}"))
+        return config
 
     def _run_dir(self, seed: int | None) -> Path:
         base = self._runs_dir / self.spec.case / (f"s{seed}" if seed is not None else "unseeded")
@@ -230,12 +252,24 @@ class SeededTrainer:
                               spec=self.spec.as_dict(), relative_to=self._runs_dir.parent)
             if self._golden is not None and rec["status"] == "done":
                 self._golden(self._node, config.seed, run_dir, st)
+            if self.spec.verify and rec["status"] == "done":
+                self._verify(run_dir, config.seed, st)
             st.records.append(rec)
             prefix = "nora." if st.runs == 0 else f"nora.run{st.runs}."
             for key in ("seed", "outcome", "expected_outcome", "fingerprint", "decisions",
                         "detection_rate_pct", "time_to_detection_sec", "duration_sec"):
                 self._node.user_properties.append((prefix + key, rec[key]))
             st.runs += 1
+
+    def _verify(self, run_dir: Path, seed: int | None, st: CaseState) -> None:
+        """``nora verify`` on a finished run: only ``verified`` passes the gate."""
+        from nora.analysis.verify import verify
+
+        v = verify(run_dir, budget=self.spec.verify, workers=1,
+                   seed=zlib.crc32(self.spec.test_id.encode()))
+        st.verdicts[f"verify[s{seed}]"] = {"passed": v.verdict == "verified",
+                                            "detail": f"{v.verdict}: {v.report()}"}
+        self._node.user_properties.append(("nora.verify.verdict", v.verdict))
 
     def fit_all(self, *, overrides: Sequence[str] = ()) -> list[Any]:
         """Every seed of the case; a halted run's result is returned, not raised."""
