@@ -11,6 +11,7 @@ Reading is ``nora.reader``'s (re-exported here as ``read_json`` / ``read_jsonl``
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import platform
@@ -166,16 +167,24 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.cache
+def _versions() -> dict[str, str | None]:
+    """Installed versions, read once per process (about 20 ms a read: a process keeps the
+    modules it imported, so a later install would not change what it runs anyway)."""
+    out: dict[str, str | None] = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def environment(device: str) -> dict[str, Any]:
     """What outside the config decides the bits of a run: versions, threads, device, code."""
     import torch
 
-    versions = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
+    versions = dict(_versions())
     commit_id = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no") if commit_id else None
     cuda = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
