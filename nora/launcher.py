@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.config.schema import RunConfig
+from nora.preflight import preflight
 from nora.runner import RunResult
 from nora.runner import train as train_here
 
@@ -24,8 +25,6 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     With ``ddp.world_size > 1`` (and no emulation) one process per rank is spawned, or
     torchrun's ranks are joined; rank 0 writes the records.
     """
-    from nora.preflight import preflight
-
     preflight(config)  # a bad device or resume_from fails before any run directory exists
     if needs_group(config):
         from nora.trainers.distributed import train_distributed

@@ -24,7 +24,7 @@ _NUM = (int, float)
 # Field -> the JSON types it may hold ("?" also allows null); checked where present.
 MANIFEST_FIELDS = {"status": "str", "config": "dict", "fingerprint": "str?", "outcome": "str?",
                    "metrics": "dict?", "duration_sec": "num?", "config_changes": "list",
-                   "knobs_at_start": "dict", "checkpoints": "dict", "checkpoints_pending": "dict",
+                   "seams_at_start": "dict", "checkpoints": "dict", "checkpoints_pending": "dict",
                    "env": "dict", "seeds": "dict", "determinism": "dict", "started_at": "str?",
                    "finished_at": "str?", "resumed_from": "str?", "dataset_fingerprint": "str?",
                    "findings": "list"}

@@ -19,7 +19,8 @@ from typing import Any
 
 import pandas as pd
 
-from nora.records import read_json, read_jsonl, write_json, write_text
+from nora.reader import read_decisions, read_manifest, read_repro_metrics
+from nora.records import write_json, write_text
 
 __all__ = ["RESULT_COLUMNS", "SessionReport", "case_record", "gate_failures", "matrix_table",
            "records_frame", "records_from_run_dirs", "terminal_text", "write_session_report"]
@@ -56,9 +57,10 @@ def case_record(run_dir: str | Path | None, *, test_id: str, case: str = "", run
     before writing its records cannot tell; ``verdicts`` joins the run's own verdicts.
     """
     rd = Path(run_dir) if run_dir is not None else None
-    manifest = _read(rd / "manifest.json") if rd else {}
-    repro = _read(rd / "norms" / "reproducibility_metrics.json") if rd else {}
-    decisions = read_jsonl(rd / "norms" / "agent_decisions.jsonl") if rd else []
+    manifest = read_manifest(rd) if rd and (rd / "manifest.json").exists() else {}
+    has = (lambda name: rd is not None and (rd / name).exists())
+    repro = read_repro_metrics(rd) if has("norms/reproducibility_metrics.json") else {}
+    decisions = read_decisions(rd) if has("norms/agent_decisions.jsonl") else []
     cfg, spec = manifest.get("config", {}), dict(spec or {})
 
     def name(key: str, group: str) -> Any:
@@ -101,13 +103,6 @@ def case_record(run_dir: str | Path | None, *, test_id: str, case: str = "", run
         "metrics": dict(metrics or {}),
         "agent_decisions": decisions,
     }
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return {}
 
 
 def records_from_run_dirs(paths: Iterable[str | Path]) -> list[dict[str, Any]]:

@@ -55,7 +55,7 @@ def test_an_error_inside_the_hydra_job_is_one_line_and_its_run_dir_is_removed(
         tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("nora.hydra_train.preflight", lambda config: None)   # the runner finds it
-    monkeypatch.setattr("nora.runner.preflight", lambda config: None)        # the trainer does
+    monkeypatch.setattr("nora.launcher.preflight", lambda config: None)      # the trainer does
     assert main(["train", *SMALL, "resume_from=/etc/passwd"]) == 2
     assert "/etc/passwd" in _one_error_line(capsys.readouterr().err)
     _no_runs(tmp_path)
@@ -71,7 +71,7 @@ def test_a_failed_run_is_exit_1_with_one_line_not_a_rank_traceback(tmp_path, mon
                          ranks=[1])
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("nora.runner.train", dies)
+    monkeypatch.setattr("nora.launcher.train", dies)
     assert main(["train", *SMALL]) == 1
     line = _one_error_line(capsys.readouterr().err)
     assert line == "nora: error: DDP group (world_size=2): rank 1 raised: RuntimeError: boom"

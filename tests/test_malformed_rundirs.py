@@ -24,7 +24,7 @@ from nora.cli import main
 from nora.errors import NoraError
 from nora.hashing import tensor_hashes
 from nora.records import write_json
-from nora.reporting.collect import decisions, find_runs, runs_table, step_curves
+from nora.reporting.collect import collect
 
 TINY = ["train.epochs=1", "trainer.train_subset=64", "train.batch_size=32",
         "violation=missing_seed", "regime=balanced"]
@@ -143,32 +143,19 @@ def damage(draw, base_dir: Path):
     return key, how, apply
 
 
-def _curves_read_only(table):
-    """What ``learning_curves`` reads (every finished run's steps), without drawing them."""
-    for path in table.loc[table["status"] == "done", "path"]:
-        step_curves(Path(path))
-
-
-def _timeline_read_only(table):
-    for path in table["path"]:
-        decisions(Path(path))
-
-
 @contextlib.contextmanager
 def _fast():
     """No training (replay would start one) and no drawing (matplotlib is slow); every
     record the report reads is still read."""
     with mock.patch("nora.replaying.train", side_effect=WouldTrain), \
-            mock.patch("nora.reporting.page.learning_curves", side_effect=_curves_read_only), \
-            mock.patch("nora.reporting.page.decision_timeline", side_effect=_timeline_read_only):
+            mock.patch("nora.reporting.page.learning_curves", return_value=None), \
+            mock.patch("nora.reporting.page.decision_timeline", return_value=None):
         yield
 
 
 def _report_reads(bad: Path) -> None:
-    """Everything ``report`` reads, without building the page."""
-    table = runs_table(find_runs([bad]))
-    _curves_read_only(table)
-    _timeline_read_only(table)
+    """Everything ``report`` reads (curves and decisions included), without the page."""
+    collect([bad])
 
 
 def _cli(argv: list[str]) -> None:
@@ -264,7 +251,7 @@ KINDS = {
     "repro metrics is a list": ("norms/reproducibility_metrics.json", b"[]", ["report"]),
     "final state is garbage": ("state/final.pt", b"PK\x03\x04garbage", ["compare"]),
     "tensor hashes are a list": ("state/tensors.json", b'{"hashes": [1]}', ["compare"]),
-    "knobs missing": ("manifest.json", None, ["replay"]),
+    "start settings missing": ("manifest.json", None, ["replay"]),
     "epochs 10**12": ("manifest.json", None, ["replay"]),
 }
 
@@ -285,8 +272,8 @@ def test_named_malformed_run_dirs_exit_2_with_one_line(base, tmp_path, capsys, k
             target.write_bytes(data)
         else:
             manifest = json.loads(target.read_text())
-            if kind == "knobs missing":
-                del manifest["knobs_at_start"]
+            if kind == "start settings missing":
+                del manifest["seams_at_start"]
             else:
                 manifest["config"]["train"]["epochs"] = 10**12
             target.write_text(json.dumps(manifest))

@@ -13,7 +13,7 @@ from nora.reporting import build_report
 EVIL = '<script>alert(1)</script><img src=x onerror="alert(2)"><nora-evil a=1>'
 # Tags the page itself writes; anything else came from a record.
 PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "table", "tr",
-             "th", "td", "thead", "tbody", "img", "details", "summary"}
+             "th", "td", "thead", "tbody", "img", "details", "summary", "div", "b", "ul", "li"}
 
 
 class _Tags(HTMLParser):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import ConfigError
-from nora.records import read_json, read_jsonl
+from nora.reader import read_object, read_steps
 from nora.session_report import case_record, gate_failures
 
 METRIC_NAMES = ("accuracy", "mean_return", "greedy_return")
@@ -121,18 +121,15 @@ def _extras(record: dict[str, Any], run: Path | None, label: str, source: str,
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        return read_json(path) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
+    """A JSON object a report reads, or {} when absent; a damaged one is a RecordError
+    naming the file, never silently skipped."""
+    return read_object(path) if path.exists() else {}
 
 
 def _curve(run: Path) -> list[tuple[int, float]]:
-    path = run / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [(int(r["step"]), float(r["loss"])) for r in read_jsonl(path)
-            if r.get("kind") == "step" and r.get("loss") is not None]
+    steps = read_steps(run / "metrics.jsonl") or {}
+    return [(s, float(r["loss"])) for s, r in sorted(steps.items())
+            if r.get("loss") is not None]
 
 
 def read_session(session: Path, replays: Mapping[Path, int]) -> Source:
