@@ -94,6 +94,7 @@ def test_pipeline_untracked_change_replay_fails_with_exit_1(tmp_path):
     assert replayed.returncode == 1 and "does NOT reproduce" in replayed.stdout
 
 
+@pytest.mark.slow  # 25 s: a real submitit launcher process per job
 def test_sweep_through_submitit_local_launcher(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     proc = nora_cli(tmp_path, "train", "--multirun", "hydra/launcher=submitit_local",
