@@ -39,11 +39,13 @@ class CheckpointSeam:
         self.last_path: Path | None = None
         self.last_state: dict[str, Any] | None = None
         self.written: dict[Path, str] = {}
+        self.last_written: dict[str, Any] | None = None
 
     def save(self, state: Mapping[str, Any], path: str | Path) -> str:
         """Write the checkpoint (without the parts a violation drops); returns its sha256."""
         self.last_state = dict(state)
         kept = {k: v for k, v in state.items() if k not in self.drop}
+        self.last_written = kept
         self.last_path = Path(path)
         sha = save_checkpoint(kept, path)
         self.written[self.last_path] = sha
@@ -55,11 +57,17 @@ class CheckpointSeam:
             return None
         return self.save(self.last_state, self.last_path)
 
-    def read_last(self, map_location: str = "cpu") -> dict[str, Any] | None:
-        """The last checkpoint as written on disk."""
+    def read_last(self, *, from_disk: bool = False) -> dict[str, Any] | None:
+        """The last checkpoint's contents as written: what ``torch.save`` was handed after
+        every part a violation dropped, or (``from_disk``, to validate a fix) the file read
+        back, which costs a full weights-only unpickling."""
         if self.last_path is None:
             return None
-        return load_checkpoint(self.last_path, map_location=map_location)
+        if not from_disk:
+            return self.last_written
+        import torch
+
+        return torch.load(self.last_path, map_location="cpu", weights_only=True, mmap=True)
 
     @staticmethod
     def load(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

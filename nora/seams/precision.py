@@ -9,6 +9,18 @@ from collections.abc import Iterable, Iterator
 import torch
 
 
+def _nonfinite(params: list[tuple[str, torch.Tensor]]) -> list[str]:
+    """Names of parameters with a non-finite gradient: one fused norm over all gradients
+    first (read-only), the per-tensor look only when something is off."""
+    named = [(n, p.grad) for n, p in params if p.grad is not None]
+    if not named:
+        return []
+    norms = torch._foreach_norm([g for _, g in named])
+    if bool(torch.isfinite(torch.stack(norms)).all()):
+        return []
+    return [n for (n, _), norm in zip(named, norms) if not torch.isfinite(norm)]
+
+
 class Precision:
     def __init__(self, device_type: str, amp: bool, dtype: torch.dtype = torch.float16,
                  *, scaler: bool | None = None) -> None:
@@ -43,8 +55,7 @@ class Precision:
         self.last_loss = float(loss.item())
         self.nonfinite = []
         if self.check_finite and self.scaler is None:
-            self.nonfinite = [n for n, p in params
-                              if p.grad is not None and not torch.isfinite(p.grad).all()]
+            self.nonfinite = _nonfinite(params)
         return self.last_loss
 
     @property

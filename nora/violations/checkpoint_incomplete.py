@@ -20,8 +20,8 @@ class CheckpointIncomplete(BaseViolation):
     def inject(self, ctx: RunContext) -> None:
         ctx.checkpoints.drop = DROPPED
 
-    def _missing(self, ctx: RunContext) -> list[str]:
-        state = ctx.checkpoints.read_last()  # the file as written, not what was meant
+    def _missing(self, ctx: RunContext, *, from_disk: bool = False) -> list[str]:
+        state = ctx.checkpoints.read_last(from_disk=from_disk)  # as written, not as meant
         if state is None:
             return []
         return audit_contents(state, steps_done=ctx.step,
@@ -40,4 +40,4 @@ class CheckpointIncomplete(BaseViolation):
         ctx.checkpoints.resave()
 
     def validate(self, ctx: RunContext) -> bool:
-        return not self._missing(ctx)
+        return not self._missing(ctx, from_disk=True)  # the re-written file, read back
