@@ -168,6 +168,15 @@ def _git(*args: str) -> str | None:
 
 
 @functools.cache
+def _code_state(cwd: str) -> tuple[str | None, bool | None]:
+    """The git commit and dirty flag, read once per process and directory: a process runs
+    the code it imported, so an edit on disk later would not change what it runs."""
+    commit_id = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit_id else None
+    return commit_id, (bool(status) if commit_id else None)
+
+
+@functools.cache
 def _versions() -> dict[str, str | None]:
     """Installed versions, read once per process (about 20 ms a read: a process keeps the
     modules it imported, so a later install would not change what it runs anyway)."""
@@ -185,8 +194,7 @@ def environment(device: str) -> dict[str, Any]:
     import torch
 
     versions = dict(_versions())
-    commit_id = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit_id else None
+    commit_id, dirty = _code_state(str(Path.cwd()))
     cuda = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
     return {
         "torch_threads": torch.get_num_threads(),
@@ -198,6 +206,6 @@ def environment(device: str) -> dict[str, Any]:
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "git_commit": commit_id,
-        "git_dirty": bool(status) if commit_id else None,
+        "git_dirty": dirty,
         "python_hash_seed": os.environ.get("PYTHONHASHSEED"),
     }
