@@ -120,3 +120,12 @@ def test_fixes_are_validated_by_measurement(run_case):
     r = run_case("modes=norm_aware", "regime=balanced", "violation=eval_mode_bug")
     assert r.outcome == "fixed" and r.metrics["eval_repeatable"] is True
     assert torch.isfinite(torch.tensor(r.losses)).all()
+
+
+def test_fp16_with_a_hand_made_loss_scale_is_found(run_case, tmp_path, monkeypatch):
+    body = ("    def __init__(self, ctx):\n"
+            "        super().__init__(ctx)\n"
+            "        ctx.precision.drop_scaler(1e6)  # fp16, a fixed scale too big, no GradScaler\n")
+    r = run_case(*LOOK, _user_trainer(tmp_path, monkeypatch, body))
+    assert _found(r) == {"amp_nan"}
+    assert r.findings[0]["evidence"]["grad_scaler"] is False
