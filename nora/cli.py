@@ -15,7 +15,6 @@ from typing import Any
 
 from nora.errors import EXIT_FAILED, EXIT_HALTED, EXIT_OK, EXIT_USAGE, NoraError, one_line
 from nora.exiting import exit_code_of, signals_as_interrupts
-from nora.hydra_train import expand as _expand
 
 __all__ = ["COMMANDS", "EXIT_FAILED", "EXIT_HALTED", "EXIT_OK", "EXIT_USAGE", "main"]
 EXIT_VERDICT = EXIT_FAILED

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nora
-from nora.cli import _expand
+from nora.hydra_train import expand as _expand
 from nora.config import compose
 from nora.config.compose import (check_overrides, compose_dict, compose_dict_hydra,
                                  group_choices)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import nora
 from nora.replaying import replay
 from nora.trainers.data import BatchIndexDataset
 from tests.conftest import slow_loader_worker

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nora
-from nora.cli import _expand
+from nora.hydra_train import expand as _expand
 from nora.config import group_choices, validate
 
 TINY = ["train.epochs=1", "trainer.train_subset=64", "train.batch_size=32"]

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-import nora
 from nora.errors import RecordError
 from nora.records import read_json
 from nora.replaying import replay
