@@ -32,7 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from nora.errors import NoraError
     from nora.hpo import STAGE_ORDER, run_stages, stage_text
 
     stage = [o for o in args.overrides if o.startswith("hpo=")]
@@ -45,12 +44,8 @@ def run(args: argparse.Namespace) -> int:
     name = stage[0].split("=", 1)[1]
     names = list(STAGE_ORDER) if name == "all" else [name]
     out = Path(args.out) if args.out else Path("runs") / "hpo" / args.study
-    try:
-        outcomes = run_stages(names, hpo_ovs, run_ovs, out=out, study=args.study,
-                              storage=args.storage)
-    except NoraError as exc:
-        print(f"nora hpo: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    outcomes = run_stages(names, hpo_ovs, run_ovs, out=out, study=args.study,
+                          storage=args.storage)  # a NoraError: nora.cli's one error path
     for o in outcomes:
         print(f"\n{stage_text(o.summary)}\n[nora hpo] summary: {o.path}")
     return EXIT_OK if outcomes and all(o.ok for o in outcomes) else EXIT_FLAGGED

@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand; every error becomes a message and an exit code, no traceback."""
-    from nora.packaging import PackageCheckError, PackageUsageError, check_archive, package_run
+    from nora.packaging import check_archive, package_run
 
     if (args.check is None) == (args.run_dir is None):
         print("nora package: error: give RUN_DIR to package a run, or --check ARCHIVE to "
@@ -47,13 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[nora] {args.check}: {result.files} files match SHA256SUMS")
             return EXIT_OK
         done = package_run(args.run_dir, dest=args.dest, out=args.out)
-    except PackageUsageError as exc:
-        print(f"nora package: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except PackageCheckError as exc:
-        print(f"[nora] copy REFUSED: {exc}", file=sys.stderr)
-        return EXIT_CHECK
-    except OSError as exc:
+    except OSError as exc:  # NoraErrors go through nora.cli's one error path
         print(f"nora package: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(f"[nora] packaged {done.files} files: {done.archive} (sha256 {done.sha256})")

@@ -5,9 +5,8 @@ Exit codes: 0 verified, 1 failed, 2 bad usage or unreadable run, 4 unverifiable 
 from __future__ import annotations
 
 import argparse
-import sys
 
-EXIT_VERIFIED, EXIT_FAILED, EXIT_USAGE, EXIT_UNVERIFIABLE = 0, 1, 2, 4
+EXIT_VERIFIED, EXIT_FAILED, EXIT_UNVERIFIABLE = 0, 1, 4  # 2: bad usage, via nora.cli
 
 
 def _fraction(text: str) -> float:
@@ -60,16 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Verify ``args.run_dir``, print the report, map the verdict to the exit code."""
     from nora.analysis.verify import verify
-    from nora.errors import ConfigError, NoraError
 
-    try:
-        result = verify(args.run_dir, budget=args.budget, workers=args.workers, seed=args.seed)
-    except ConfigError as exc:
-        print(f"nora: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NoraError as exc:
-        print(f"nora: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    # a NoraError (bad usage, an unreadable run: exit 2) goes through nora.cli's error path
+    result = verify(args.run_dir, budget=args.budget, workers=args.workers, seed=args.seed)
     print(result.report())
     print(f"[nora] verification record: {result.run_dir / 'verification.json'}")
     return {"verified": EXIT_VERIFIED, "failed": EXIT_FAILED,

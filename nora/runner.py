@@ -99,17 +99,6 @@ def _checkpoint_fields(run: Run) -> dict[str, Any]:
     return fields
 
 
-def _checkpoint_fields(run: Run) -> dict[str, Any]:
-    """``checkpoints`` (and ``checkpoints_pending`` while a save is switching files) as
-    ``nora.checkpoint.save_checkpoint`` keeps them in the manifest on disk, which a kill in
-    the middle of a save leaves right; the run's own notes fill in the rest."""
-    on_disk = checkpoint_records(run.run_dir)
-    fields: dict[str, Any] = {"checkpoints": {**run.checkpoints, **on_disk["checkpoints"]}}
-    if on_disk["checkpoints_pending"]:
-        fields["checkpoints_pending"] = on_disk["checkpoints_pending"]
-    return fields
-
-
 def _norm_records(run: Run, outcome: str, expected: str, fp: str | None) -> tuple[dict, dict, int]:
     decisions, injected = run.decisions, run.config.violation.name
     actions = [d["agent_action"] for d in decisions]

@@ -189,12 +189,12 @@ def _run_processes(fn: Callable[..., Any], seed: Any, args: Sequence[Any],
                 _finish(running.pop(0), fn, labels, tmp, timeout)
         finally:
             for _, t, pid, _ in running:      # aborted: kill what still runs
-                _abort(t, pid)
+                abort_replica(t, pid)
         return [torch.load(os.path.join(tmp, f"{i}.out"), weights_only=True)
                 for i in range(len(templates))]
 
 
-def _abort(t: Template, pid: int) -> None:
+def abort_replica(t: Template, pid: int) -> None:
     """Kill a replica; keep its template if it answers, as it then is in a known state."""
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -213,7 +213,7 @@ def _finish(item: tuple[int, Template, int, float], fn: Any, labels: list[str], 
     i, t, pid, deadline = item
     done = t.read(deadline)
     if done is None:
-        _abort(t, pid)
+        abort_replica(t, pid)
         raise ReplicaError(f"{labels[i]} of {_name(fn)} did not finish within timeout="
                            f"{timeout!r} s; it was killed")
     status = done["status"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nora.analysis.isolation import abort_replica
 from nora.analysis.templates import POOL, START_LIMIT, ReplicaError, default_hash_seeds
 from nora.analysis.verify_audit import recorded_seed
 from nora.analysis.verify_records import Finding, RunRecords, finding, load_records
@@ -187,7 +188,7 @@ def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
                            "seconds": round(seconds, 3)}
                     if done is None or done["status"] != 0:
                         if done is None:
-                            _abort(templates[ti], pid)
+                            abort_replica(templates[ti], pid)
                         err = Path(tmp, f"{i}.err")
                         tb = err.read_text(errors="replace")[-1500:] if err.exists() else \
                             ("timed out" if done is None else f"exit status {done['status']}")
@@ -207,21 +208,5 @@ def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
                     results[seg] = res
         finally:
             for ti, (_, _, pid, _, _) in running.items():
-                _abort(templates[ti], pid)
+                abort_replica(templates[ti], pid)
     return [results[s] for s in plan], findings
-
-
-def _abort(t: Any, pid: int) -> None:
-    """Kill a replica; keep its template only if it then answers (a known state)."""
-    import signal
-
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        answered = t.read(time.monotonic() + 5.0) is not None
-    except ReplicaError:
-        answered = False
-    if not answered:
-        POOL.discard(t)

@@ -15,7 +15,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nora.errors import ConfigError, NoraError
+from nora.errors import ConfigError, RunFailedError
 
 SUMS = "SHA256SUMS"
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -25,8 +25,8 @@ class PackageUsageError(ConfigError):
     """Bad input to ``nora package``: not a run directory, not an archive, unknown URL."""
 
 
-class PackageCheckError(NoraError):
-    """An archive (or its copy) does not match its checksums."""
+class PackageCheckError(RunFailedError):
+    """An archive (or its copy) does not match its checksums (exit 1, like a failed check)."""
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,4 +1,4 @@
-"""What the built-in trainers share: the LR schedule, base-LR changes, flat state, a progress bar."""
+"""What the built-in trainers share: the LR schedule, base-LR changes, flat state."""
 from __future__ import annotations
 
 import math
@@ -63,10 +63,3 @@ def config_hash(config: Any) -> str:
     train = {k: v for k, v in d["train"].items() if k not in ("max_steps", "checkpoint_every")}
     return fingerprint({"seed": d["seed"], "trainer": d["trainer"], "train": train,
                         "repro": d["repro"]})
-
-
-def progress_bar(total: int, initial: int, desc: str, *, enabled: bool) -> Any:
-    """A bar on a terminal; piped output gets a few short progress lines instead."""
-    from nora.progress import progress_bar as _bar
-
-    return _bar(total, desc, enabled, initial=initial)

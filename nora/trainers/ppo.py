@@ -13,7 +13,8 @@ from torch.utils.data import Dataset
 from nora.context import RunContext
 from nora.errors import CheckpointError
 from nora.hashing import fingerprint
-from nora.trainers.common import config_hash, flat_state, progress_bar
+from nora.progress import progress_bar
+from nora.trainers.common import config_hash, flat_state
 from nora.trainers.configs import PPOConfig
 from nora.trainers.ppo_engine import PPOLearner
 
@@ -80,7 +81,7 @@ class PPOTrainer:
     def fit(self) -> dict[str, Any]:
         ctx, train = self.ctx, self.ctx.config.train
         start = self.learner.iteration_index
-        bar = progress_bar(self.total_steps, start, "ppo", enabled=ctx.progress)
+        bar = progress_bar(self.total_steps, "ppo", ctx.progress, initial=start)
         metrics: dict[str, Any] = {}
         for i in range(start, self.total_steps):
             ctx.begin_step(i, i)

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from nora.context import RunContext
 from nora.errors import CheckpointError
 from nora.hashing import fingerprint
-from nora.trainers.common import ScheduledLR, config_hash, flat_state, progress_bar
+from nora.progress import progress_bar
+from nora.trainers.common import ScheduledLR, config_hash, flat_state
 from nora.trainers.configs import SupervisedConfig
 from nora.trainers.data import BatchIndexDataset, augment, load_digits
 from nora.trainers.models import DigitsCNN, init_parameters
@@ -87,7 +88,7 @@ class SupervisedTrainer:
     def fit(self) -> dict[str, Any]:
         ctx, cfg = self.ctx, self.train_cfg
         step = self.position["step"]
-        bar = progress_bar(self.total_steps, step, "train", enabled=ctx.progress)
+        bar = progress_bar(self.total_steps, "train", ctx.progress, initial=step)
         every = cfg.checkpoint_every
         for epoch in range(self.position["epoch"], cfg.epochs):
             if step >= self.total_steps:
