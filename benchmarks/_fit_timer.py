@@ -1,9 +1,11 @@
-"""A pytest plugin for bench_xdist.py: times each trainer's ``fit()`` inside each test.
+"""A pytest plugin for bench_xdist.py: times the trainer's own code inside each test.
 
-Loaded with ``-p _fit_timer`` (``benchmarks/`` on ``PYTHONPATH``). It wraps ``fit`` of every
-trainer class it can find (the ``nora.trainers`` entry points, else the built-in modules)
-and adds one ``bench.fit_sec`` property per call to the running test, so junitxml carries,
-per case, the test's whole time and the part of it that was training: the rest is NORA.
+Loaded with ``-p _fit_timer`` (``benchmarks/`` on ``PYTHONPATH``). It wraps the methods of
+the trainer protocol (``__init__``: building model, data and optimizer; ``fit``; ``load``;
+``final_state``) of every trainer class it can find (the ``nora.trainers`` entry points,
+else the built-in modules) and adds one ``bench.fit_sec`` property per outermost call to the
+running test, so junitxml carries, per case, the test's whole time and the part of it that
+was the trainer's: the rest is NORA.
 CPU time (``time.process_time``, this process only) is recorded beside wall time: on a
 shared machine the wall clock also measures the neighbours, the CPU time much less so.
 """
@@ -36,24 +38,30 @@ def _classes() -> list[type]:
     return out
 
 
-def _wrap(cls: type) -> None:
-    fit = cls.fit
-    if getattr(fit, "_bench_timed", False):
+_depth = [0]                      # only the outermost trainer call is timed
+TIMED = ("__init__", "fit", "load", "final_state")
+
+
+def _wrap(cls: type, name: str) -> None:
+    method = cls.__dict__.get(name)
+    if method is None or getattr(method, "_bench_timed", False):
         return
 
-    @functools.wraps(fit)
+    @functools.wraps(method)
     def timed(self, *args, **kwargs):
+        _depth[0] += 1
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            return fit(self, *args, **kwargs)
+            return method(self, *args, **kwargs)
         finally:
-            if _current:
+            _depth[0] -= 1
+            if _current and _depth[0] == 0:
                 _current[-1].user_properties += [
                     ("bench.fit_sec", round(time.perf_counter() - t0, 6)),
                     ("bench.fit_cpu_sec", round(time.process_time() - c0, 6))]
 
     timed._bench_timed = True
-    cls.fit = timed
+    setattr(cls, name, timed)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -61,7 +69,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not classes:
         raise pytest.UsageError("_fit_timer: no trainer class with fit() found")
     for cls in classes:
-        _wrap(cls)
+        for name in TIMED:
+            _wrap(cls, name)
 
 
 _START = pytest.StashKey[float]()

@@ -94,6 +94,30 @@ def tensor_hashes(state: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): fingerprint(v) for k, v in state.items()}
 
 
+class _Both:
+    """Feeds every chunk to two hashers, so one pass over the tensors gives two hashes."""
+
+    def __init__(self, a: "xxhash.xxh3_128", b: "xxhash.xxh3_128") -> None:
+        self.a, self.b = a, b
+
+    def update(self, data: Any) -> None:
+        self.a.update(data)
+        self.b.update(data)
+
+
+def fingerprint_and_hashes(state: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    """``(fingerprint(state), tensor_hashes(state))`` reading each tensor once."""
+    whole = xxhash.xxh3_128()
+    whole.update(f"D|{len(state)}|".encode())
+    leaves: dict[str, str] = {}
+    for key in sorted(state, key=str):
+        whole.update(f"K|{key!s}|".encode())
+        leaf = xxhash.xxh3_128()
+        _update(_Both(whole, leaf), state[key])
+        leaves[str(key)] = leaf.hexdigest()
+    return whole.hexdigest(), {str(k): leaves[str(k)] for k in state}
+
+
 # --- two-level (Merkle-style) hash: per-tensor leaves under one root -------------------------
 def tree_hash(state: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``(root, leaves)`` of a state dict: one leaf hash per entry and a root over the sorted

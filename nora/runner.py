@@ -17,9 +17,9 @@ from nora.config.schema import ConfigChange, RunConfig
 from nora.context import RunContext
 from nora.devices import resolve_device
 from nora.errors import NormViolationError
-from nora.hashing import fingerprint, tensor_hashes
+from nora.hashing import fingerprint_and_hashes
 from nora.reader import checkpoint_records
-from nora.records import commit, environment, write_json, write_temp
+from nora.records import commit, durability, environment, write_json, write_temp
 from nora.registry import load
 from nora.run import Run
 from nora.seeding import apply_threads, derive_seed, entropy_seed, seed_everything
@@ -146,7 +146,14 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
 
     ``start_settings`` sets the seams as a recorded run had them (replay); otherwise the
     config's violation is injected. A DDP rank calls this too, inside its process group.
+    Its records are written as durably as ``config.durable`` says.
     """
+    with durability(config.durable):
+        return _train(config, run_dir, progress, start_settings)
+
+
+def _train(config: RunConfig, run_dir: str | Path | None, progress: bool,
+           start_settings: dict[str, Any] | None) -> RunResult:
     device = resolve_device(config.device)
     trainer_cls = load("trainer", config.trainer.name)
     require_tracker(config)
@@ -191,12 +198,11 @@ def train(config: RunConfig, *, run_dir: str | Path | None = None, progress: boo
     base["seams_at_end"] = ctx.settings()
     if trainer is not None and status == "done":
         state = trainer.final_state()
-        fp = fingerprint(state)
+        fp, hashes = fingerprint_and_hashes(state)
         (run_dir / "state").mkdir(exist_ok=True)
         final = run_dir / "state" / "final.pt"
         commit(write_temp(final, lambda fh: torch.save(state, fh)), final)
-        write_json(run_dir / "state" / "tensors.json", {"step": ctx.step,
-                                                        "hashes": tensor_hashes(state)})
+        write_json(run_dir / "state" / "tensors.json", {"step": ctx.step, "hashes": hashes})
     cfg = config
     case = case_violation(cfg)
     expected = expected_outcome(cfg.mode.name, cfg.regime.name, case,

@@ -18,7 +18,7 @@ import torch
 from nora.checkpoint import load_checkpoint, save_checkpoint, verify_checkpoint
 from nora.errors import CheckpointError
 from nora.reader import read_manifest
-from nora.records import write_json
+from nora.records import durability, write_json
 
 KILLED = 77
 
@@ -98,16 +98,24 @@ def _ops_of_one_save(tmp_path, monkeypatch, in_run: bool) -> list[str]:
     return faults.ops
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "renames-only"])
 @pytest.mark.parametrize("in_run", [True, False], ids=["run-dir", "loose"])
 def test_a_kill_before_any_file_operation_of_a_save_leaves_a_loadable_checkpoint(
-        tmp_path, monkeypatch, in_run):
+        tmp_path, monkeypatch, in_run, durable):
     monkeypatch.setattr(os, "fsync", lambda fd: None)
+    with durability(durable):      # the forked children inherit it
+        _kill_before_every_operation(tmp_path, monkeypatch, in_run, durable)
+
+
+def _kill_before_every_operation(tmp_path, monkeypatch, in_run: bool, durable: bool) -> None:
     ops = _ops_of_one_save(tmp_path, monkeypatch, in_run)
     # in a run: data, manifest (widen, narrow), sidecar: 4 renames, 7 fsyncs (folders too);
-    # loose: data, sidecar (widen, narrow): 3 renames, 5 fsyncs
-    assert (ops.count("rename"), ops.count("fsync")) == ((4, 7) if in_run else (3, 5))
+    # loose: data, sidecar (widen, narrow): 3 renames, 5 fsyncs; no fsync when not durable
+    fsyncs = (7 if in_run else 5) if durable else 0
+    assert (ops.count("rename"), ops.count("fsync")) == ((4, fsyncs) if in_run else (3, fsyncs))
     # a kill inside the data file's many writes: at its first, middle and last one is enough
-    data = [i for i, op in enumerate(ops) if op == "write" and i < ops.index("fsync")]
+    first_other = next(i for i, op in enumerate(ops) if op != "write")
+    data = [i for i, op in enumerate(ops) if op == "write" and i < first_other]
     points = sorted(set(range(len(ops) + 1)) - set(data) | {data[0], data[len(data) // 2],
                                                           data[-1]})
     tags = []

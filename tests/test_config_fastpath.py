@@ -20,8 +20,8 @@ LEAVES = ["seed", "device", "resume_from", "train.lr", "train.epochs", "train.ma
           "train.amp", "train.lr_schedule", "trainer.train_subset", "trainer.hidden",
           "trainer.env_id", "repro.torch_threads", "repro.deterministic", "ddp.world_size",
           "ddp.timeout_s", "violation.at_fraction", "violation.loss_scale", "mode.agent",
-          "regime.max_retries", "mode.name"]
-VALUES = ["0", "1", "-3", "42", "1_000", "1e-3", "-.5", "2.0", "1.0e+6", "inf", "-inf", "nan",
+          "regime.max_retries", "mode.name", "durable"]
+VALUES = ["0", "1", "-3", "42", "007", "-0", "+5", "12345678901234567890", "1_000", "1e-3", "-.5", "2.0", "1.0e+6", "inf", "-inf", "nan",
           "true", "False", "TRUE", "null", "NULL", "cpu", "cuda:0", "cosine", "abc",
           "'quoted'", '"double quoted"', "'42'", "a\\ b", "CartPole-v1", "int(3)",
           "float(2)", "str(5)", "[1,2]", "{a:1}", "${seed}", "${train.epochs}", "???", "",

@@ -32,3 +32,16 @@ def test_stable_across_processes():
                            check=True, env={"PYTHONHASHSEED": str(s), "PATH": ""}).stdout
             for s in (1, 2)}
     assert len(outs) == 1
+
+
+def test_one_pass_gives_the_fingerprint_and_every_tensor_hash():
+    from nora.hashing import fingerprint_and_hashes, tensor_hashes
+
+    t = torch.arange(12.0).reshape(3, 4)
+    state = {"w": t.t(), "b": torch.zeros(0), "i": torch.arange(5, dtype=torch.int64),
+             "s": torch.tensor(2.5, dtype=torch.float64), "h": torch.ones(3).half(),
+             "n": np.arange(4), "nested": {"x": [t, 1.5, None]}, 7: torch.ones(1)}
+    fp, hashes = fingerprint_and_hashes(state)
+    assert fp == fingerprint(state)
+    assert list(hashes.items()) == list(tensor_hashes(state).items())
+    assert fingerprint_and_hashes({**state, "w": t.t() + 1})[0] != fp

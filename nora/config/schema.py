@@ -118,6 +118,9 @@ class RunConfig(_Frozen):
     resume_from: str | None
     replay_changes: tuple[ConfigChange, ...]
     tracking: TrackingConfig = TrackingConfig()
+    # fsync every record and checkpoint (survives a lost machine); false: atomic renames
+    # only (survives any killed process), what pytest cases use
+    durable: bool = True
 
     @field_validator("trainer", mode="before")
     @classmethod

@@ -215,7 +215,11 @@ class SeededTrainer:
             seed = s.seeds[0]
         if seed is not None:
             ovs.append(f"seed={seed}")
-        ovs += [f"device={self._device}", *self._overrides, *s.overrides, *overrides]
+        ovs.append(f"device={self._device}")
+        given = [*self._overrides, *s.overrides, *overrides]
+        if not any(o.split("=", 1)[0].lstrip("+~") == "durable" for o in given):
+            ovs.append("durable=false")   # a case's records outlive a killed worker; no fsyncs
+        ovs += given
         config = _load(tuple(ovs))
         if s.verify and not config.train.checkpoint_every:  # verify needs kept checkpoints
             config = _load((*ovs, f"train.checkpoint_every={max(1, config.train.epochs)}"))
