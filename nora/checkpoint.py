@@ -10,6 +10,12 @@ loadable, whatever moment a kill picks:
 4. the sidecar is rewritten (its commit fsyncs the folder, making 3 durable too), then the
    manifest's ``checkpoints`` is narrowed to the new checksum.
 
+A checkpoint at a new path (``step_<n>.pt``, a run's first ``last.pt``) has no old file to
+keep loadable: its checksum goes straight into ``checkpoints`` (or the sidecar) before the
+rename, so a file in a run directory is always recorded (a kill in between leaves a
+recorded checkpoint that does not exist: "does not exist", never a wrong file), and the
+save costs two fsyncs fewer.
+
 Loading checks the file against the checksum its run's manifest recorded when the file lies
 in a run directory (``<run>/checkpoints/``), else against the sidecar, so an altered file
 with a recomputed sidecar is refused. Then ``torch.load(weights_only=True)``: a checkpoint is
@@ -26,7 +32,8 @@ from typing import Any
 
 from nora.errors import CheckpointError, NoraError, first_line
 from nora.reader import checkpoint_records, read_object
-from nora.records import commit, remove_stale_temps, write_json, write_temp, write_text
+from nora.records import (commit, fsync_dir, remove_stale_temps, write_json, write_temp,
+                          write_text)
 
 FULL_STATE = ("model", "optimizer", "scheduler", "scaler", "rng", "position", "agent",
               "config_hash")
@@ -100,20 +107,24 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path, *,
         remove_stale_temps(stale)
     tmp = write_temp(path, lambda fh: torch.save(dict(state), fh))
     run = governing_run(path) if record_in_manifest else None
+    fresh = not path.exists()                   # nothing to keep loadable meanwhile
     try:
         digest = file_sha256(tmp)
         if run is not None:                     # the manifest is what a resume trusts
             _settle(*run, path)
-            _record(*run, pending=digest, done=None)
+            _record(*run, pending=None if fresh else digest, done=digest if fresh else None)
         else:                                   # outside a run the sidecar is
-            old = _sidecar_digests(path) if path.exists() else []
+            old = [] if fresh else _sidecar_digests(path)
             write_text(_sidecar(path), "\n".join(dict.fromkeys([digest, *old])) + "\n")
         commit(tmp, path, sync_dir=False)       # the sidecar's commit syncs the folder
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    write_text(_sidecar(path), digest + "\n")
-    if run is not None:
+    if run is not None or not fresh:
+        write_text(_sidecar(path), digest + "\n")
+    else:                                       # the sidecar already says just this
+        fsync_dir(path.parent)
+    if run is not None and not fresh:
         _record(*run, pending=None, done=digest)
     return digest
 

@@ -164,6 +164,39 @@ def test_an_exception_at_any_operation_leaves_the_old_checkpoint_and_no_temp_fil
     assert not list(path.parent.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("in_run", [True, False], ids=["run-dir", "loose"])
+def test_a_kill_during_a_save_to_a_new_path_leaves_the_whole_file_or_none(
+        tmp_path, monkeypatch, in_run):
+    """``step_<n>.pt``: no old file to keep, so the short protocol (two fsyncs fewer); a kill
+    leaves the new checkpoint whole, or none, which loading says ("does not exist")."""
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
+    root = tmp_path / "count"
+    root = _run_dir(root) if in_run else root
+    faults = _Faults(None)
+    with monkeypatch.context() as mp:
+        _patched(mp, faults)
+        save_checkpoint(_state(2.0), root / "checkpoints" / "step_2.pt")
+    ops = faults.ops
+    # in a run: manifest (recorded), data, sidecar: 3 renames, 5 fsyncs (7 over an old
+    # file); loose: sidecar, data: 2 renames, 4 fsyncs (5)
+    assert (ops.count("rename"), ops.count("fsync")) == ((3, 5) if in_run else (2, 4))
+    for k in [k for k, op in enumerate(ops) if op != "write"] + [len(ops)]:
+        run = _run_dir(tmp_path / f"k{k}") if in_run else tmp_path / f"k{k}"
+        path = run / "checkpoints" / "step_2.pt"
+        code = _save_in_child(monkeypatch, path, _state(2.0), kill_at=k)
+        assert code == (0 if k == len(ops) else KILLED), (k, ops[k:k + 1])
+        if path.exists():
+            assert load_checkpoint(path)["position"]["step"] == 2
+        else:
+            assert k < len(ops)
+            if in_run:                              # recorded before the rename, or not at all
+                with pytest.raises(CheckpointError, match="does not exist"):
+                    load_checkpoint(path)
+        save_checkpoint(_state(3.0), path)          # and the next save works
+        assert load_checkpoint(path)["position"]["step"] == 3
+        assert not list(path.parent.glob(".*.tmp"))
+
+
 def test_an_altered_checkpoint_with_a_recomputed_sidecar_is_refused_by_the_manifest(tmp_path):
     run = _run_dir(tmp_path)
     path = run / "checkpoints" / "last.pt"
