@@ -323,3 +323,18 @@ def test_verify_marker_verifies_each_run_and_gates_on_it(pytester):
     summary = json.loads((pytester.path / "reports" / "latest" / "summary.json").read_text())
     reasons = [f["reason"] for f in summary["gate"]["failures"]]
     assert any("verify[s3]" in r and "train.lr" in r for r in reasons), reasons
+
+
+def test_a_verdict_named_once_per_seed_fails_if_any_seed_failed():
+    from types import SimpleNamespace
+
+    from nora.pytest.case import CaseState, Recorder
+
+    state = CaseState(spec=None, worker="gw0")
+    record = Recorder(state, SimpleNamespace(user_properties=[]))
+    record.verdict("rerun_identical", False, "seed 1 differs")
+    record.verdict("rerun_identical", True, "seed 2 equal")
+    record.verdict("other", True)
+    assert state.verdicts == {
+        "rerun_identical": {"passed": False, "detail": "seed 1 differs; seed 2 equal"},
+        "other": {"passed": True, "detail": ""}}

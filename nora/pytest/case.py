@@ -352,6 +352,12 @@ class Recorder:
         self._node.user_properties.append((f"nora.metric.{name}", value))
 
     def verdict(self, name: str, passed: bool, detail: str = "") -> None:
+        """A verdict named again in the same case (e.g. once per seed) keeps every call: it
+        passes only if each did, and its detail lists each one's."""
+        old = self._state.verdicts.get(str(name))
+        if old is not None:
+            passed = old["passed"] and bool(passed)
+            detail = "; ".join(d for d in (old["detail"], str(detail)) if d)
         self._state.verdicts[str(name)] = {"passed": bool(passed), "detail": str(detail)}
         self._node.user_properties.append((f"nora.verdict.{name}",
                                            "pass" if passed else "fail"))

@@ -41,6 +41,7 @@ class PPOTrainer:
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self.config_hash = config_hash(ctx.config)   # a run's config never changes
         cfg = ctx.config
         self.cfg = ctx.trainer_config
         self.learner = PPOLearner(self.cfg, cfg.train, seed=ctx.seed, device=ctx.device)
@@ -133,7 +134,7 @@ class PPOTrainer:
             "scaler": sd["scaler"],
             "rng": self.ctx.rng_state(),
             "position": {k: sd[k] for k in _POSITION},
-            "config_hash": config_hash(self.ctx.config),
+            "config_hash": self.config_hash,
         }
 
     def _checkpoint(self, name: str) -> None:
@@ -141,7 +142,7 @@ class PPOTrainer:
 
     def load(self, path: str | Path) -> list[str]:
         state = self.ctx.load_checkpoint(path)
-        if "config_hash" in state and state["config_hash"] != config_hash(self.ctx.config):
+        if "config_hash" in state and state["config_hash"] != self.config_hash:
             raise CheckpointError(f"checkpoint {str(path)!r} was written by a run with another "
                                   "config (seed, trainer, train or repro differ)")
         sd: dict[str, Any] = dict(state.get("position", {}))

@@ -25,6 +25,7 @@ class SupervisedTrainer:
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self.config_hash = config_hash(ctx.config)   # a run's config never changes
         cfg, tc = ctx.config, ctx.trainer_config
         self.tc, self.train_cfg, device = tc, cfg.train, ctx.device
         self.data = load_digits(tc.test_fraction, tc.train_subset)
@@ -152,7 +153,7 @@ class SupervisedTrainer:
             "scaler": self.ctx.precision.state_dict(),
             "rng": self.ctx.rng_state(),
             "position": dict(self.position),
-            "config_hash": config_hash(self.ctx.config),
+            "config_hash": self.config_hash,
         }
 
     def _checkpoint(self, name: str) -> None:
@@ -161,7 +162,7 @@ class SupervisedTrainer:
     def load(self, path: str | Path) -> list[str]:
         """Resume from a checkpoint; returns the parts it lacked (left freshly initialised)."""
         state = self.ctx.load_checkpoint(path)
-        if "config_hash" in state and state["config_hash"] != config_hash(self.ctx.config):
+        if "config_hash" in state and state["config_hash"] != self.config_hash:
             raise CheckpointError(f"checkpoint {str(path)!r} was written by a run with another "
                                   "config (seed, trainer, train or repro differ)")
         self.model.load_state_dict(state["model"])
