@@ -178,17 +178,22 @@ def test_fixed(seeded_trainer):
 """
 
 
+@pytest.mark.parametrize("workers", ["0", pytest.param("2", marks=pytest.mark.slow)],
+                         ids=["-n0", "-n2"])
 def test_gated_pytest_session_logs_each_case(pytester: pytest.Pytester, run_dir: Path,
-                                             mlflow_uri: str,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                             mlflow_uri: str, monkeypatch: pytest.MonkeyPatch,
+                                             workers: str) -> None:
+    """Under xdist too: the controller logs every worker's case, once."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "gated")
+    experiment = f"gated-n{workers}"               # one store for the module
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", experiment)
     pytester.makepyfile(test_cases=GATED_SESSION)
-    result = pytester.runpytest("--nora-mlflow", "--nora-gate", "-p", "no:randomly")
+    result = pytester.runpytest("--nora-mlflow", "--nora-gate", "-p", "no:randomly",
+                                "-n", workers)
     assert result.ret == 1                              # the gate fails on the verdict
-    result.stdout.fnmatch_lines(["*NORA mlflow: logged 2 run(s) to sqlite:*'gated'*"])
+    result.stdout.fnmatch_lines([f"*NORA mlflow: logged 2 run(s) to sqlite:*'{experiment}'*"])
     mlflow.set_tracking_uri(mlflow_uri)
-    df = mlflow.search_runs(experiment_names=["gated"]).set_index("tags.nora.test_id")
+    df = mlflow.search_runs(experiment_names=[experiment]).set_index("tags.nora.test_id")
     assert sorted(df.index) == ["test_cases.py::test_clean", "test_cases.py::test_fixed"]
     clean, fixed = df.loc["test_cases.py::test_clean"], df.loc["test_cases.py::test_fixed"]
     assert clean["tags.nora.verdict.accuracy_above_99"] == "failed"
