@@ -18,8 +18,8 @@ from nora.config.schema import ConfigChange, RunConfig
 from nora.context import RunContext
 from nora.ddp_watch import heartbeat
 from nora.errors import NormViolationError
-from nora.hashing import record_digest, tensor_hashes, tree_hash
-from nora.records import JsonlWriter, write_json
+from nora.hashing import record_digest, tree_hash
+from nora.records import JsonlWriter
 from nora.violations import get_violation, watched_violations
 
 EVENTS = ("startup", "step", "eval", "checkpoint")
@@ -202,10 +202,6 @@ class Run:
         self._plateau = [float(x) for x in state["plateau"]]
         self.tracked["train.lr"] = float(state["tracked_lr"])
 
-    def on_checkpoint(self, path: Path, sha256: str, state: dict[str, Any]) -> None:
+    def on_checkpoint(self, path: Path, sha256: str) -> None:
         heartbeat()
-        if state:
-            write_json(self.run_dir / "state" / f"tensors_step{self.step}.json",
-                       {"step": self.step, "checkpoint": path.name,
-                        "hashes": tensor_hashes(state)})
         self.emit("checkpoint", {"path": str(path)})

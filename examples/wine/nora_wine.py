@@ -115,7 +115,7 @@ class WineTrainer:
             if self.position["batch"] >= self.steps_per_epoch:
                 self.position = {"epoch": epoch + 1, "batch": 0, "step": step}
                 self.evaluate()
-            ctx.save_checkpoint(self.state(), flat=self.final_state())
+            ctx.save_checkpoint(self.state())
             if step >= self.total_steps:
                 break
         return self.evaluate(record=False)

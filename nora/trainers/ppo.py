@@ -138,7 +138,7 @@ class PPOTrainer:
         }
 
     def _checkpoint(self, name: str) -> None:
-        self.ctx.save_checkpoint(self._state(), name, flat=self.final_state())
+        self.ctx.save_checkpoint(self._state(), name)
 
     def load(self, path: str | Path) -> list[str]:
         state = self.ctx.load_checkpoint(path)

@@ -157,7 +157,7 @@ class SupervisedTrainer:
         }
 
     def _checkpoint(self, name: str) -> None:
-        self.ctx.save_checkpoint(self._state(), name, flat=self.final_state())
+        self.ctx.save_checkpoint(self._state(), name)
 
     def load(self, path: str | Path) -> list[str]:
         """Resume from a checkpoint; returns the parts it lacked (left freshly initialised)."""
