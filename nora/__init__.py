@@ -11,7 +11,7 @@ from typing import Any
 
 from nora.errors import CheckpointError, ConfigError, NoraError, NormViolationError
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 _LAZY = {
     "expected_outcome": "nora.agent.outcomes",
