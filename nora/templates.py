@@ -1,9 +1,12 @@
 """Warm template interpreters: one per ``PYTHONHASHSEED``, each forking replicas on request.
 
-The template runs ``nora.analysis._replica`` (loaded by path, so without NORA) and speaks its
-line protocol on stdin/stdout. The pool keeps templates warm across calls, keyed by hash seed,
+The template runs ``nora._replica`` (loaded by path, so without NORA) and speaks its line
+protocol on stdin/stdout. The pool keeps templates warm across calls, keyed by hash seed,
 interpreter and the environment variables read at start-up (threads, library paths), and
-replaces one that died. ``nora.analysis.isolation`` is the only user.
+replaces one that died. Users: ``nora.analysis.isolation`` and ``nora verify``'s segment
+replay. This module imports neither torch nor ``nora.analysis`` (whose package imports
+torch), so a command can start a template first and let it import torch while it imports
+torch itself.
 """
 from __future__ import annotations
 
@@ -16,15 +19,18 @@ import subprocess
 import sys
 import tempfile
 import threading
+import signal
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nora.analysis import _replica
+from nora import _replica
 from nora.errors import NoraError
 
-__all__ = ["POOL", "START_LIMIT", "ReplicaError", "Template", "default_hash_seeds"]
+__all__ = ["POOL", "START_LIMIT", "ReplicaError", "Template", "abort_replica",
+           "default_hash_seeds", "warm"]
 
 START_LIMIT = 120.0    # seconds a template may take to start (torch import on a busy machine)
 _STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "LD_", "TORCH_")
@@ -44,6 +50,7 @@ class Template:
 
     def __init__(self, hash_seed: int, tmpdir: str) -> None:
         self.hash_seed, self.ready, self._buf = hash_seed, False, b""
+        self._unread: deque[dict[str, Any]] = deque()   # messages read past, for later
         self.stderr_path = os.path.join(tmpdir, f"template-{hash_seed}.err")
         env = dict(os.environ, PYTHONHASHSEED=str(hash_seed))
         script = os.path.join(tmpdir, "nora_template.py")     # a readable name in `ps`
@@ -54,8 +61,21 @@ class Template:
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=err, env=env, start_new_session=True)
 
-    def read(self, deadline: float) -> dict[str, Any] | None:
-        """Next protocol message, or None at the deadline; EOF raises ReplicaError."""
+    def read(self, deadline: float, event: str | None = None,
+             pid: int | None = None) -> dict[str, Any] | None:
+        """Next protocol message (of ``event``, for ``pid`` if given; others are kept for
+        later reads), or None at the deadline; EOF raises ReplicaError."""
+        for msg in list(self._unread):
+            if _matches(msg, event, pid):
+                self._unread.remove(msg)
+                return msg
+        while True:
+            msg = self._next(deadline)
+            if msg is None or _matches(msg, event, pid):
+                return msg
+            self._unread.append(msg)
+
+    def _next(self, deadline: float) -> dict[str, Any] | None:
         fd = self.proc.stdout.fileno()
         while True:
             while b"\n" in self._buf:
@@ -76,6 +96,15 @@ class Template:
                                    f"exited with {self.proc.wait()}:\n{err}")
             self._buf += chunk
 
+    def wait_ready(self, limit: float = 0.0) -> None:
+        """Block until the template has imported torch (ReplicaError after ``limit`` s)."""
+        limit = limit or START_LIMIT
+        if not self.ready:
+            if self.read(time.monotonic() + limit, "ready") is None:
+                raise ReplicaError(f"a template interpreter (PYTHONHASHSEED={self.hash_seed}) "
+                                   f"did not start within {limit} s")
+            self.ready = True
+
     def send(self, job: dict[str, Any]) -> None:
         try:
             self.proc.stdin.write(json.dumps(job).encode() + b"\n")
@@ -85,12 +114,20 @@ class Template:
                                f"is gone: {exc}") from exc
 
     def close(self, wait: float = 2.0) -> None:
+        """End the template: EOF makes a ready one kill its replicas and exit at once; one
+        still importing torch has no replica and is killed."""
         try:
+            if not self.ready:
+                self.proc.kill()
             self.proc.stdin.close()
             self.proc.wait(wait)
         except (OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+
+
+def _matches(msg: dict[str, Any], event: str | None, pid: int | None) -> bool:
+    return (event is None or msg.get("event") == event) and (pid is None or msg.get("pid") == pid)
 
 
 class TemplatePool:
@@ -126,6 +163,14 @@ class TemplatePool:
         t.proc.wait()
 
     def close(self) -> None:
+        """End every template, side by side (each exits as soon as it reads EOF)."""
+        for t in list(self.templates.values()):
+            try:
+                if not t.ready:
+                    t.proc.kill()
+                t.proc.stdin.close()
+            except OSError:
+                pass
         for t in list(self.templates.values()):
             t.close()
         self.templates.clear()
@@ -136,3 +181,27 @@ class TemplatePool:
 
 POOL = TemplatePool()
 atexit.register(POOL.close)
+
+
+def warm(hash_seeds: Sequence[int]) -> list[Template]:
+    """Start the templates for ``hash_seeds`` now, without waiting for them (none in a
+    replica, which must not start interpreters of its own)."""
+    if os.environ.get("NORA_REPLICA"):
+        return []
+    with POOL.lock:
+        return POOL.get(hash_seeds)
+
+
+def abort_replica(t: Template, pid: int) -> None:
+    """Kill a replica; keep its template if it reports that replica's end, as it then is in a
+    known state (other replicas' messages read meanwhile are kept for later reads)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        answered = t.read(time.monotonic() + 5.0, "done", pid) is not None
+    except ReplicaError:
+        answered = False
+    if not answered:
+        POOL.discard(t)
