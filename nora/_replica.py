@@ -2,8 +2,10 @@
 
 ``nora.templates`` starts one template interpreter per ``PYTHONHASHSEED``. It loads this file
 by path (never as ``nora._replica``), so it must import nothing of NORA: NORA's import time
-and module state would otherwise leak into every replica. Hence stdlib imports only at the
-top; torch and numpy are imported where they are used.
+and module state would otherwise leak into every replica of a user's function. Hence stdlib
+imports only at the top; torch and numpy are imported where they are used. A template told
+to preload modules (``nora verify``'s, whose replicas run NORA's trainer) imports them after
+torch, with the caller's ``sys.path``; importing runs no training and draws no numbers.
 
 Protocol (one JSON object per line): the template writes ``{"event": "ready"}`` once torch is
 imported; for each job line it reads on stdin it forks a replica and writes ``{"event":
@@ -158,10 +160,18 @@ def _send(msg: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def serve() -> None:
+def serve(spec: str = "") -> None:
     """The template's main loop: preload torch, then fork one replica per job line and report
-    each one's end; replicas of jobs sent before the last one ended run side by side."""
-    for name in _PRELOAD:
+    each one's end; replicas of jobs sent before the last one ended run side by side.
+
+    ``spec`` (JSON: ``preload``, ``sys_path``) names more modules to import with the caller's
+    ``sys.path``, e.g. NORA's trainer for ``nora verify``'s replays, whose code is NORA's.
+    """
+    extra = json.loads(spec) if spec else {}
+    if extra:
+        sys.path[:] = extra["sys_path"]
+        os.environ["NORA_REPLICA"] = "1"       # imports must not start templates of their own
+    for name in (*_PRELOAD, *extra.get("preload", ())):
         importlib.import_module(name)
     _send({"event": "ready"})
     buf, running = b"", {}
@@ -190,5 +200,5 @@ spec = importlib.util.spec_from_file_location("_nora_replica", {path!r})
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-module.serve()
+module.serve(*sys.argv[1:])
 """

@@ -29,8 +29,8 @@ from typing import Any
 from nora import _replica
 from nora.errors import NoraError
 
-__all__ = ["POOL", "START_LIMIT", "ReplicaError", "Template", "abort_replica",
-           "default_hash_seeds", "warm"]
+__all__ = ["POOL", "REPLAY_PRELOAD", "REPLAY_SEEDS", "START_LIMIT", "ReplicaError", "Template",
+           "abort_replica", "default_hash_seeds", "warm"]
 
 START_LIMIT = 120.0    # seconds a template may take to start (torch import on a busy machine)
 _STARTUP_ENV = ("PYTHON", "OMP_", "MKL_", "KMP_", "OPENBLAS_", "LD_", "TORCH_")
@@ -45,10 +45,18 @@ def default_hash_seeds(n: int) -> list[int]:
     return [(2654435761 * (i + 1)) % 4294967291 + 1 for i in range(n)]   # distinct, fixed
 
 
-class Template:
-    """A warm interpreter with one PYTHONHASHSEED that forks replicas on request."""
+# ``nora verify``'s replays: one template whose replicas run NORA's trainer, so it imports
+# that once too (each replica importing it paid ~0.5 s of a 1.5 s segment)
+REPLAY_SEEDS = tuple(default_hash_seeds(1))
+REPLAY_PRELOAD = ("nora.analysis.verify_segments", "nora.config.compose", "nora.runner",
+                  "nora.progress")
 
-    def __init__(self, hash_seed: int, tmpdir: str) -> None:
+
+class Template:
+    """A warm interpreter with one PYTHONHASHSEED that forks replicas on request; ``preload``
+    names modules it imports after torch, with this process's ``sys.path``."""
+
+    def __init__(self, hash_seed: int, tmpdir: str, preload: Sequence[str] = ()) -> None:
         self.hash_seed, self.ready, self._buf = hash_seed, False, b""
         self._unread: deque[dict[str, Any]] = deque()   # messages read past, for later
         self.stderr_path = os.path.join(tmpdir, f"template-{hash_seed}.err")
@@ -57,7 +65,9 @@ class Template:
         if not os.path.exists(script):
             Path(script).write_text(_replica.LAUNCHER.format(path=_replica.__file__))
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([sys.executable, script],
+            spec = [json.dumps({"preload": list(preload), "sys_path": sys.path})] if preload \
+                else []
+            self.proc = subprocess.Popen([sys.executable, script, *spec],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=err, env=env, start_new_session=True)
 
@@ -140,19 +150,21 @@ class TemplatePool:
     def _forget(self) -> None:   # a forked child must not touch its parent's templates
         self.lock, self.templates, self._tmp = threading.RLock(), {}, None
 
-    def get(self, hash_seeds: Sequence[int]) -> list[Template]:
+    def get(self, hash_seeds: Sequence[int], preload: Sequence[str] = ()) -> list[Template]:
+        """One template per hash seed (started now if none is warm), importing ``preload``."""
         if self._tmp is None:
             self._tmp = tempfile.mkdtemp(prefix="nora-templates-")
         env_key = tuple(sorted((k, v) for k, v in os.environ.items()
                                if k.startswith(_STARTUP_ENV) and k != "PYTHONHASHSEED"))
+        kind = (tuple(preload), tuple(sys.path) if preload else ())
         out = []
         for h in hash_seeds:
-            key = (h, sys.executable, env_key)
+            key = (h, kind, sys.executable, env_key)
             t = self.templates.get(key)
             if t is None or t.proc.poll() is not None:
-                for old in [k for k in self.templates if k[0] == h]:
+                for old in [k for k in self.templates if k[:2] == (h, kind)]:
                     self.templates.pop(old).close(0.5)
-                t = self.templates[key] = Template(h, self._tmp)
+                t = self.templates[key] = Template(h, self._tmp, preload)
             out.append(t)
         return out
 
@@ -183,13 +195,13 @@ POOL = TemplatePool()
 atexit.register(POOL.close)
 
 
-def warm(hash_seeds: Sequence[int]) -> list[Template]:
+def warm(hash_seeds: Sequence[int], preload: Sequence[str] = ()) -> list[Template]:
     """Start the templates for ``hash_seeds`` now, without waiting for them (none in a
     replica, which must not start interpreters of its own)."""
     if os.environ.get("NORA_REPLICA"):
         return []
     with POOL.lock:
-        return POOL.get(hash_seeds)
+        return POOL.get(hash_seeds, preload)
 
 
 def abort_replica(t: Template, pid: int) -> None:

@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nora.templates import POOL, ReplicaError, Template, abort_replica, default_hash_seeds, warm
+from nora.templates import (POOL, REPLAY_PRELOAD, REPLAY_SEEDS, ReplicaError, Template,
+                            abort_replica, warm)
 from nora.analysis.verify_audit import recorded_seed
 from nora.analysis.verify_records import Finding, RunRecords, finding, load_records
 
-__all__ = ["HASH_SEEDS", "plan_segments", "replay_segment", "run_segments", "segments_of",
+__all__ = ["plan_segments", "replay_segment", "run_segments", "segments_of",
            "warm_templates"]
 
 Segment = tuple[int, int]
@@ -130,12 +131,9 @@ def compare_segment(rec: RunRecords, seg: Segment, out: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- dispatch
-HASH_SEEDS = default_hash_seeds(1)      # the one template replays fork from
-
-
 def warm_templates() -> None:
     """Start the replay template now without waiting for it (none in a replica)."""
-    warm(HASH_SEEDS)
+    warm(REPLAY_SEEDS, REPLAY_PRELOAD)
 
 
 def _job_base(rec: RunRecords) -> dict[str, Any]:
@@ -166,16 +164,21 @@ def _outcome(rec: RunRecords, seg: Segment, tmp: str, i: int,
                         tensors=cmp["tensors"][:20])
 
 
-def _launch(t: Template, rec: RunRecords, base: dict[str, Any], tmp: str, i: int,
-            seg: Segment, timeout: float) -> int:
-    """Send segment ``i`` to the template; the pid of its replica."""
+def _prepare(rec: RunRecords, base: dict[str, Any], tmp: str, i: int,
+             seg: Segment) -> dict[str, Any]:
+    """The template's job line for segment ``i``, its arguments written beside it."""
     import pickle
 
     files = {k: os.path.join(tmp, f"{i}.{k}") for k in ("out", "err", "log")}
     payload = os.path.join(tmp, f"{i}.payload")
-    Path(payload).write_bytes(pickle.dumps((None, (segment_job(rec, seg, Path(tmp, f"seg{i}")),),
-                                            {})))
-    t.send(dict(base, payload=payload, **files))
+    job = segment_job(rec, seg, Path(tmp, f"seg{i}"))
+    Path(payload).write_bytes(pickle.dumps((None, (job,), {})))
+    return dict(base, payload=payload, **files)
+
+
+def _launch(t: Template, line: dict[str, Any], seg: Segment, timeout: float) -> int:
+    """Send a prepared segment to the template; the pid of its replica."""
+    t.send(line)
     started = t.read(time.monotonic() + timeout, "started")
     if started is None:
         raise ReplicaError(f"the replay of steps {seg[0]}-{seg[1] - 1} did not start")
@@ -189,15 +192,15 @@ def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="nora-verify-") as tmp, POOL.lock:
         base = _job_base(rec)
-        (t,) = POOL.get(HASH_SEEDS)
+        (t,) = POOL.get(REPLAY_SEEDS, REPLAY_PRELOAD)
+        queue = [(i, seg, _prepare(rec, base, tmp, i, seg)) for i, seg in enumerate(plan)]
         t.wait_ready()
-        queue = list(enumerate(plan))
         running: dict[int, tuple[int, Segment, float, float]] = {}   # pid -> job
         try:
             while queue or running:
                 while queue and len(running) < workers:
-                    i, seg = queue.pop(0)
-                    pid = _launch(t, rec, base, tmp, i, seg, timeout)
+                    i, seg, line = queue.pop(0)
+                    pid = _launch(t, line, seg, timeout)
                     running[pid] = (i, seg, time.monotonic() + timeout, time.perf_counter())
                 first = min(running.values(), key=lambda job: job[2])[2]
                 done = t.read(first, "done")
