@@ -1,9 +1,9 @@
 """Warm template interpreters: one per ``PYTHONHASHSEED``, each forking replicas on request.
 
-The template runs ``nora._replica`` (loaded by path, so without NORA) and speaks its line
-protocol on stdin/stdout. The pool keeps templates warm across calls, keyed by hash seed,
-interpreter and the environment variables read at start-up (threads, library paths), and
-replaces one that died. Users: ``nora.analysis.isolation`` and ``nora verify``'s segment
+The template runs ``nora._replica`` (loaded by path, so without NORA unless told to preload
+it) and speaks its line protocol on stdin/stdout. The pool keeps templates warm across calls,
+keyed by hash seed, preloaded modules, interpreter and the environment variables read at
+start-up (threads, library paths), and replaces one that died. Users: ``nora.analysis.isolation`` and ``nora verify``'s segment
 replay. This module imports neither torch nor ``nora.analysis`` (whose package imports
 torch), so a command can start a template first and let it import torch while it imports
 torch itself.
@@ -15,11 +15,11 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import signal
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -162,7 +162,7 @@ class TemplatePool:
             key = (h, kind, sys.executable, env_key)
             t = self.templates.get(key)
             if t is None or t.proc.poll() is not None:
-                for old in [k for k in self.templates if k[:2] == (h, kind)]:
+                for old in [k for k in self.templates if k[0] == h and k[1][0] == kind[0]]:
                     self.templates.pop(old).close(0.5)
                 t = self.templates[key] = Template(h, self._tmp, preload)
             out.append(t)
