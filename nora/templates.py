@@ -3,10 +3,10 @@
 The template runs ``nora._replica`` (loaded by path, so without NORA unless told to preload
 it) and speaks its line protocol on stdin/stdout. The pool keeps templates warm across calls,
 keyed by hash seed, preloaded modules, interpreter and the environment variables read at
-start-up (threads, library paths), and replaces one that died. Users: ``nora.analysis.isolation`` and ``nora verify``'s segment
-replay. This module imports neither torch nor ``nora.analysis`` (whose package imports
-torch), so a command can start a template first and let it import torch while it imports
-torch itself.
+start-up (threads, library paths), and replaces one that died. Users:
+``nora.analysis.isolation`` and ``nora verify``'s segment replay. This module imports
+neither torch nor ``nora.analysis`` (whose package imports torch), so a command can start a
+template first and let it import torch while it imports torch itself.
 """
 from __future__ import annotations
 
