@@ -3,11 +3,15 @@
 1. Audit records: the same supervised run with checkpoints kept every `--every` steps and a
    two-level parameter hash every step ("on") against neither ("off"), alternating, several
    repetitions in one process: median wall-time ratio (target <= 1.05) and the bytes kept.
-2. Verify: one run long enough that start-up does not dominate (`--epochs`, a minute or more
-   of training), then `python -m nora verify RUN --budget 0.05 -j 2` as a user types it (a
-   fresh interpreter, cold templates), `--reps` times with different draw seeds: median
-   verification wall time over the run's recorded training time (target <= 0.10).
-Run by hand: `.venv/bin/python benchmarks/bench_verify.py [--epochs 20] [--reps 3]`.
+2. Verify: one run long enough that start-up does not dominate: `--epochs 250` of the digits
+   CNN is 5,750 steps, about 100-120 s of training on a quiet 2-core machine (the issue asks
+   for a minute or more), with a checkpoint kept every `--verify-every 50` steps (115
+   segments: the 5% budget replays the first, the last and 3 drawn at random, 250 steps).
+   Then `python -m nora verify RUN --budget 0.05 -j 2` as a user types it (a fresh
+   interpreter, cold templates), `--reps` times with different draw seeds: median
+   verification wall time over the run's recorded training time (target <= 0.10), and the
+   median of what the verification record says of its parts (static audit, replays).
+Run by hand: `.venv/bin/python benchmarks/bench_verify.py [--epochs 250] [--reps 3]`.
 """
 from __future__ import annotations
 
@@ -66,7 +70,7 @@ def verify_cost(root: str, reps: int, epochs: int, every: int) -> None:
                  if '"kind": "step"' in line])
     print(f"long run: {steps} steps, {trained:.1f}s of training, checkpoints every {every}")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    ratios = []
+    ratios, audits, replays = [], [], []
     for seed in range(reps):
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "nora", "verify", str(run), "--budget",
@@ -77,21 +81,31 @@ def verify_cost(root: str, reps: int, epochs: int, every: int) -> None:
             sys.exit(f"verify exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         result = json.loads((run / "verification.json").read_text())
         ratios.append(wall / trained)
+        audits.append(result["audit_seconds"])
+        replays.append(result["seconds"] - result["audit_seconds"])
         print(f"verify seed {seed}: {wall:.1f}s wall ({result['audited_steps']}/"
-              f"{result['total_steps']} steps replayed, replay {result['replay_seconds']:.1f}s)")
+              f"{result['total_steps']} steps in {len(result['segments'])} segments replayed; "
+              f"in verify(): static audit {result['audit_seconds']:.1f}s, then "
+              f"{replays[-1]:.1f}s until the last replay was compared)")
+    print(f"verify parts (medians): static audit {statistics.median(audits):.2f}s, then "
+          f"{statistics.median(replays):.2f}s of waiting for the replay interpreter and "
+          "replaying; the rest of the wall time is the CLI importing torch and exiting")
     print(f"verify cost ratio: {statistics.median(ratios):.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=40, help="epochs of the long run")
+    parser.add_argument("--epochs", type=int, default=250, help="epochs of the long run")
     parser.add_argument("--record-epochs", type=int, default=4, help="epochs per records run")
-    parser.add_argument("--every", type=int, default=10, help="train.checkpoint_every")
+    parser.add_argument("--every", type=int, default=10,
+                        help="train.checkpoint_every of the records runs")
+    parser.add_argument("--verify-every", type=int, default=50,
+                        help="train.checkpoint_every of the long run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         records_cost(root, args.reps, args.record_epochs, args.every)
-        verify_cost(root, args.reps, args.epochs, args.every)
+        verify_cost(root, args.reps, args.epochs, args.verify_every)
 
 
 if __name__ == "__main__":

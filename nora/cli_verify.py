@@ -58,6 +58,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Verify ``args.run_dir``, print the report, map the verdict to the exit code."""
+    from pathlib import Path
+
+    from nora.templates import REPLAY_PRELOAD, REPLAY_SEEDS, warm
+
+    # the replay template imports torch (seconds) while this process does and audits; a
+    # run that needs no replay ends it unused (it is killed while still importing)
+    if Path(args.run_dir, "manifest.json").is_file():
+        warm(REPLAY_SEEDS, REPLAY_PRELOAD)
     from nora.analysis.verify import verify
 
     # a NoraError (bad usage, an unreadable run: exit 2) goes through nora.cli's error path

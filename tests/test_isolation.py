@@ -166,3 +166,34 @@ def test_unimportable_functions_are_named() -> None:
 def test_bad_arguments_are_named(kwargs: dict, needle: str) -> None:
     with pytest.raises(NoraError, match=needle):
         check_reproducible(train_clean, seed=0, **kwargs)
+
+
+def naps(seed: int, seconds: float) -> torch.Tensor:
+    start = time.time()
+    time.sleep(seconds)
+    return torch.tensor([start, time.time()], dtype=torch.float64)
+
+
+def test_one_template_runs_replicas_side_by_side(tmp_path):
+    # nora verify's -j N: N jobs sent to one template run at once, each reported by its pid
+    import pickle
+    import sys
+
+    from nora.templates import POOL, default_hash_seeds
+
+    payload = tmp_path / "payload"
+    payload.write_bytes(pickle.dumps((1, (1.0,), {})))
+    base = {"module": __name__, "qualname": "naps", "file": __file__, "payload": str(payload),
+            "cwd": os.getcwd(), "sys_path": list(sys.path), "env": dict(os.environ),
+            "threads": 1}
+    with POOL.lock:
+        (t,) = POOL.get(default_hash_seeds(1))
+        t.wait_ready()
+        pids = []
+        for i in range(2):
+            t.send(dict(base, **{k: str(tmp_path / f"{i}.{k}") for k in ("out", "err", "log")}))
+            pids.append(t.read(time.monotonic() + 30, "started")["pid"])
+        done = {t.read(time.monotonic() + 30, "done")["pid"] for _ in pids}
+        assert done == set(pids)
+    (a0, a1), (b0, b1) = (torch.load(tmp_path / f"{i}.out").tolist() for i in range(2))
+    assert b0 < a1 and a0 < b1                       # they overlapped: not one after the other

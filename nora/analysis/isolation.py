@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import os
 import pickle
-import signal
 import sys
 import tempfile
 import time
@@ -34,9 +33,10 @@ from typing import Any, Literal
 
 import torch
 
-from nora.analysis import _replica
+from nora import _replica
 from nora.analysis.compare import Comparison, compare
-from nora.analysis.templates import POOL, START_LIMIT, ReplicaError, Template, default_hash_seeds
+from nora.templates import (POOL, START_LIMIT, ReplicaError, Template, abort_replica,
+                            default_hash_seeds, warm)
 from nora.errors import NoraError
 
 __all__ = ["ReplicaError", "check_reproducible", "warm_up"]
@@ -48,10 +48,7 @@ def warm_up(runs: int = 2) -> None:
     A no-op inside a replica (``NORA_REPLICA`` set), which must not start interpreters of its
     own just because it imports a module that warms up.
     """
-    if os.environ.get("NORA_REPLICA"):
-        return
-    with POOL.lock:
-        POOL.get(default_hash_seeds(runs))
+    warm(default_hash_seeds(runs))
 
 
 def check_reproducible(fn: Callable[..., Any], *, seed: int | None, runs: int = 2,
@@ -167,7 +164,7 @@ def _run_processes(fn: Callable[..., Any], seed: Any, args: Sequence[Any],
         try:
             for i, t in enumerate(templates):
                 if not t.ready:
-                    if t.read(ready_by) is None:
+                    if t.read(ready_by, "ready") is None:
                         POOL.discard(t)
                         raise ReplicaError(f"the template for {labels[i]} did not start "
                                            f"within {max(timeout, START_LIMIT)} s")
@@ -175,7 +172,7 @@ def _run_processes(fn: Callable[..., Any], seed: Any, args: Sequence[Any],
                 files = {k: os.path.join(tmp, f"{i}.{k}") for k in ("out", "err", "log")}
                 try:
                     t.send(dict(base, **files))
-                    started = t.read(time.monotonic() + timeout)
+                    started = t.read(time.monotonic() + timeout, "started")
                 except ReplicaError:
                     POOL.discard(t)
                     raise
@@ -194,24 +191,10 @@ def _run_processes(fn: Callable[..., Any], seed: Any, args: Sequence[Any],
                 for i in range(len(templates))]
 
 
-def abort_replica(t: Template, pid: int) -> None:
-    """Kill a replica; keep its template if it answers, as it then is in a known state."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        answered = t.read(time.monotonic() + 5.0) is not None
-    except ReplicaError:
-        answered = False
-    if not answered:
-        POOL.discard(t)
-
-
 def _finish(item: tuple[int, Template, int, float], fn: Any, labels: list[str], tmp: str,
             timeout: float) -> None:
     i, t, pid, deadline = item
-    done = t.read(deadline)
+    done = t.read(deadline, "done", pid)
     if done is None:
         abort_replica(t, pid)
         raise ReplicaError(f"{labels[i]} of {_name(fn)} did not finish within timeout="

@@ -61,11 +61,11 @@ def verify(run_dir: str | Path, *, budget: float = 0.05, workers: int | None = N
     n_workers = workers or os.cpu_count() or 1
 
     def warm(audit: Audit) -> None:
-        """Start the replay interpreters now if a replay may follow: they import torch
-        while the audit reads the checkpoints."""
-        guess = plan_segments(segments, budget, seed, {a for a, _ in segments})[0]
-        if guess and not audit.unverifiable:
-            warm_templates(min(n_workers, len(guess)))
+        """Start the replay interpreter now if a replay may follow: it imports torch while
+        the audit reads the checkpoints (``nora verify`` started it before that)."""
+        if plan_segments(segments, budget, seed, {a for a, _ in segments})[0] and \
+                not audit.unverifiable:
+            warm_templates()
 
     audit = run_audit(rec, warm)
     audit_s = time.perf_counter() - t0

@@ -4,9 +4,11 @@ processes and compare every replayed step's loss bits and parameter hash with th
 A segment is the steps between two consecutive kept checkpoints (the first starts from
 scratch, the last ends with the run). Which segments are replayed is drawn with a recorded
 seed within a budget of steps. Each segment runs in a replica forked from a warm template
-interpreter (``nora.analysis.templates``, as ``check_reproducible`` uses them), with the
-recorded config, seam settings, seed, device and tracked changes and no agent; ``workers``
-templates run segments side by side.
+interpreter (``nora.templates``, as ``check_reproducible`` uses them), with the recorded
+config, seam settings, seed, device and tracked changes and no agent. One template forks
+``workers`` replicas side by side: each is a fresh process as before, and the verifier pays
+for one torch import instead of one per worker (on two cores, a second template importing
+torch while the audit runs delayed the first replay by seconds).
 """
 from __future__ import annotations
 
@@ -22,12 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from nora.analysis.isolation import abort_replica
-from nora.analysis.templates import POOL, START_LIMIT, ReplicaError, default_hash_seeds
+from nora.templates import (POOL, REPLAY_PRELOAD, REPLAY_SEEDS, ReplicaError, Template,
+                            abort_replica, warm)
 from nora.analysis.verify_audit import recorded_seed
 from nora.analysis.verify_records import Finding, RunRecords, finding, load_records
 
-__all__ = ["plan_segments", "replay_segment", "run_segments", "segments_of", "warm_templates"]
+__all__ = ["plan_segments", "replay_segment", "run_segments", "segments_of",
+           "warm_templates"]
 
 Segment = tuple[int, int]
 
@@ -128,12 +131,9 @@ def compare_segment(rec: RunRecords, seg: Segment, out: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- dispatch
-def warm_templates(workers: int) -> None:
-    """Start ``workers`` template interpreters without waiting for them (none in a replica)."""
-    if os.environ.get("NORA_REPLICA"):
-        return
-    with POOL.lock:
-        POOL.get(default_hash_seeds(workers))
+def warm_templates() -> None:
+    """Start the replay template now without waiting for it (none in a replica)."""
+    warm(REPLAY_SEEDS, REPLAY_PRELOAD)
 
 
 def _job_base(rec: RunRecords) -> dict[str, Any]:
@@ -143,70 +143,83 @@ def _job_base(rec: RunRecords) -> dict[str, Any]:
             "env": dict(os.environ), "threads": int(threads), "cudnn_benchmark": False}
 
 
-def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
-                 timeout: float) -> tuple[list[dict[str, Any]], list[Finding]]:
-    """Replay ``plan`` on ``workers`` warm templates; one result per segment, in order."""
+def _outcome(rec: RunRecords, seg: Segment, tmp: str, i: int,
+             done: dict[str, Any] | None) -> tuple[dict[str, Any], Finding | None]:
+    """A finished (or killed: ``done`` None) replay against the record."""
+    if done is None or done["status"] != 0:
+        err = Path(tmp, f"{i}.err")
+        tb = err.read_text(errors="replace")[-1500:] if err.exists() else \
+            ("timed out" if done is None else f"exit status {done['status']}")
+        return ({"status": "error", "first_divergent_step": None, "tensors": []},
+                finding("segment replay", f"steps {seg[0]}-{seg[1] - 1} could not be "
+                        f"replayed: {tb}", step=seg[0]))
+    cmp = compare_segment(rec, seg, Path(tmp, f"seg{i}"))
+    res = dict(cmp, status="diverged" if cmp["why"] else "reproduced")
+    if not cmp["why"]:
+        return res, None
+    start = "scratch" if seg[0] == rec.first_step else f"checkpoint step_{seg[0]}.pt"
+    return res, finding("segment replay", f"step {cmp['first_divergent_step']} does not "
+                        f"reproduce (replayed from {start}): {cmp['why']}",
+                        step=cmp["first_divergent_step"], file="metrics.jsonl",
+                        tensors=cmp["tensors"][:20])
+
+
+def _prepare(rec: RunRecords, base: dict[str, Any], tmp: str, i: int,
+             seg: Segment) -> dict[str, Any]:
+    """The template's job line for segment ``i``, its arguments written beside it."""
     import pickle
 
+    files = {k: os.path.join(tmp, f"{i}.{k}") for k in ("out", "err", "log")}
+    payload = os.path.join(tmp, f"{i}.payload")
+    job = segment_job(rec, seg, Path(tmp, f"seg{i}"))
+    Path(payload).write_bytes(pickle.dumps((None, (job,), {})))
+    return dict(base, payload=payload, **files)
+
+
+def _launch(t: Template, line: dict[str, Any], seg: Segment, timeout: float) -> int:
+    """Send a prepared segment to the template; the pid of its replica."""
+    t.send(line)
+    started = t.read(time.monotonic() + timeout, "started")
+    if started is None:
+        raise ReplicaError(f"the replay of steps {seg[0]}-{seg[1] - 1} did not start")
+    return int(started["pid"])
+
+
+def run_segments(rec: RunRecords, plan: list[Segment], workers: int,
+                 timeout: float) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """Replay ``plan``, ``workers`` segments at a time; one result per segment, in order."""
     results: dict[Segment, dict[str, Any]] = {}
     findings: list[Finding] = []
     with tempfile.TemporaryDirectory(prefix="nora-verify-") as tmp, POOL.lock:
         base = _job_base(rec)
-        templates = POOL.get(default_hash_seeds(max(1, min(workers, len(plan)))))
-        queue = list(enumerate(plan))
-        running: dict[int, tuple[int, Segment, int, float, float]] = {}
+        (t,) = POOL.get(REPLAY_SEEDS, REPLAY_PRELOAD)
+        queue = [(i, seg, _prepare(rec, base, tmp, i, seg)) for i, seg in enumerate(plan)]
+        t.wait_ready()
+        running: dict[int, tuple[int, Segment, float, float]] = {}   # pid -> job
         try:
             while queue or running:
-                for ti, t in enumerate(templates):
-                    if ti in running or not queue:
-                        continue
-                    if not t.ready:
-                        if t.read(time.monotonic() + START_LIMIT) is None:
-                            raise ReplicaError("a template interpreter did not start within "
-                                               f"{START_LIMIT} s")
-                        t.ready = True
-                    i, seg = queue.pop(0)
-                    files = {k: os.path.join(tmp, f"{i}.{k}") for k in ("out", "err", "log")}
-                    payload = os.path.join(tmp, f"{i}.payload")
-                    job = segment_job(rec, seg, Path(tmp, f"seg{i}"))
-                    Path(payload).write_bytes(pickle.dumps((None, (job,), {})))
-                    t.send(dict(base, payload=payload, **files))
-                    started = t.read(time.monotonic() + timeout)
-                    if started is None:
-                        raise ReplicaError(f"the replay of steps {seg[0]}-{seg[1] - 1} did not "
-                                           "start")
-                    running[ti] = (i, seg, started["pid"], time.monotonic() + timeout,
-                                   time.perf_counter())
-                for ti in list(running):
-                    i, seg, pid, deadline, t0 = running[ti]
-                    done = templates[ti].read(min(deadline, time.monotonic() + 0.05))
-                    if done is None and time.monotonic() < deadline:
-                        continue
-                    del running[ti]
-                    seconds = time.perf_counter() - t0
-                    res = {"start": seg[0], "end": seg[1], "steps": seg[1] - seg[0],
-                           "seconds": round(seconds, 3)}
-                    if done is None or done["status"] != 0:
-                        if done is None:
-                            abort_replica(templates[ti], pid)
-                        err = Path(tmp, f"{i}.err")
-                        tb = err.read_text(errors="replace")[-1500:] if err.exists() else \
-                            ("timed out" if done is None else f"exit status {done['status']}")
-                        res.update(status="error", first_divergent_step=None, tensors=[])
-                        findings.append(finding("segment replay", f"steps {seg[0]}-{seg[1] - 1} "
-                                                f"could not be replayed: {tb}", step=seg[0]))
-                    else:
-                        cmp = compare_segment(rec, seg, Path(tmp, f"seg{i}"))
-                        res.update(cmp, status="diverged" if cmp["why"] else "reproduced")
-                        if cmp["why"]:
-                            s = cmp["first_divergent_step"]
-                            findings.append(finding(
-                                "segment replay", f"step {s} does not reproduce (replayed from "
-                                f"{'scratch' if seg[0] == rec.first_step else f'checkpoint step_{seg[0]}.pt'}): "
-                                f"{cmp['why']}", step=s, file="metrics.jsonl",
-                                tensors=cmp["tensors"][:20]))
-                    results[seg] = res
+                while queue and len(running) < workers:
+                    i, seg, line = queue.pop(0)
+                    pid = _launch(t, line, seg, timeout)
+                    running[pid] = (i, seg, time.monotonic() + timeout, time.perf_counter())
+                first = min(running.values(), key=lambda job: job[2])[2]
+                done = t.read(first, "done")
+                if done is None:                  # the earliest deadline passed: kill it
+                    pid = next(p for p, job in running.items() if job[2] == first)
+                    abort_replica(t, pid)
+                elif done.get("pid") not in running:
+                    continue                      # not one of these replays
+                else:
+                    pid = done["pid"]
+                i, seg, _, t0 = running.pop(pid)
+                res, bad = _outcome(rec, seg, tmp, i, done)
+                results[seg] = {"start": seg[0], "end": seg[1], "steps": seg[1] - seg[0],
+                                "seconds": round(time.perf_counter() - t0, 3), **res}
+                findings += [bad] if bad else []
+                if t.proc.poll() is not None:     # aborting lost the template
+                    raise ReplicaError("the replay template stopped answering after a "
+                                       "replay timed out")
         finally:
-            for ti, (_, _, pid, _, _) in running.items():
-                abort_replica(templates[ti], pid)
+            for pid in running:
+                abort_replica(t, pid)
     return [results[s] for s in plan], findings

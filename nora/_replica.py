@@ -1,16 +1,21 @@
 """The code that runs inside a warm template interpreter and its forked replicas.
 
-``nora.analysis.isolation`` starts one template interpreter per ``PYTHONHASHSEED``. It loads
-this file by path (never as ``nora.analysis._replica``), so it must import nothing of NORA:
-NORA's import time and module state would otherwise leak into every replica. Hence stdlib
-imports only at the top; torch and numpy are imported where they are used.
+``nora.templates`` starts one template interpreter per ``PYTHONHASHSEED``. It loads this file
+by path (never as ``nora._replica``), so it must import nothing of NORA: NORA's import time
+and module state would otherwise leak into every replica of a user's function. Hence stdlib
+imports only at the top; torch and numpy are imported where they are used. A template told
+to preload modules (``nora verify``'s, whose replicas run NORA's trainer) imports them after
+torch, with the caller's ``sys.path``; importing runs no training and draws no numbers.
 
 Protocol (one JSON object per line): the template writes ``{"event": "ready"}`` once torch is
-imported; for each job line it reads on stdin it forks a replica, writes ``{"event": "started",
-"pid": ...}``, then ``{"event": "done", "status": exit_code}``. The replica writes its result
+imported; for each job line it reads on stdin it forks a replica and writes ``{"event":
+"started", "pid": ...}``, and when a replica ends ``{"event": "done", "pid": ..., "status":
+exit_code}``. Replicas run side by side when jobs come faster than they end (``nora verify``
+replays its segments that way, paying for one torch import). A replica writes its result
 with ``torch.save`` to ``job["out"]``, a traceback to ``job["err"]``, its output to
-``job["log"]``. EOF on stdin (the parent went away) ends the template and kills a running
-replica. In-process reruns use ``plain`` from here too, so both paths convert results alike.
+``job["log"]``. EOF on stdin (the parent went away) kills the running replicas and ends the
+template at once (``os._exit``: nothing to flush, and tearing torch down takes seconds).
+In-process reruns use ``plain`` from here too, so both paths convert results alike.
 """
 from __future__ import annotations
 
@@ -112,28 +117,42 @@ def _child(job: dict[str, Any]) -> None:
             os._exit(code)
 
 
-def _wait(pid: int) -> int:
-    """Wait for the replica; if the parent goes away (stdin EOF), kill it and leave."""
+def _reap(pid: int, pidfd: int | None) -> int:
+    """The exit code of a replica that has ended, after killing what it left in its group."""
     try:
-        pidfd = os.pidfd_open(pid)
+        os.killpg(pid, signal.SIGKILL)       # leftovers of the replica (worker processes)
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    if pidfd is not None:
+        os.close(pidfd)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _start(job: dict[str, Any], running: dict[int, int | None]) -> None:
+    """Fork a replica for ``job``; ``running`` maps its pid to a pidfd (None without pidfds)."""
+    pid = os.fork()
+    if pid == 0:
+        for fd in running.values():          # the siblings' pidfds are not the replica's
+            if fd is not None:
+                os.close(fd)
+        _child(job)
+    try:
+        running[pid] = os.pidfd_open(pid)
     except (AttributeError, OSError):
-        pidfd = None
-    while True:
-        ready, _, _ = select.select([0] + ([pidfd] if pidfd is not None else []), [], [],
-                                    None if pidfd is not None else 0.01)
-        if 0 in ready and not os.read(0, 65536):
+        running[pid] = None
+    _send({"event": "started", "pid": pid})
+
+
+def _end(running: dict[int, int | None]) -> None:
+    """The parent went away: kill every running replica and leave without tearing down."""
+    for pid in running:
+        try:
             os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os._exit(0)
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            try:
-                os.killpg(pid, signal.SIGKILL)   # leftovers of the replica (worker processes)
-            except OSError:
-                pass
-            _, status = os.waitpid(pid, 0)
-            if pidfd is not None:
-                os.close(pidfd)
-            return os.waitstatus_to_exitcode(status)
+        except OSError:
+            pass
+        os.waitpid(pid, 0)
+    os._exit(0)
 
 
 def _send(msg: dict[str, Any]) -> None:
@@ -141,25 +160,37 @@ def _send(msg: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def serve() -> None:
-    """The template's main loop: preload torch, then fork one replica per job line."""
-    for name in _PRELOAD:
+def serve(spec: str = "") -> None:
+    """The template's main loop: preload torch, then fork one replica per job line and report
+    each one's end; replicas of jobs sent before the last one ended run side by side.
+
+    ``spec`` (JSON: ``preload``, ``sys_path``) names more modules to import with the caller's
+    ``sys.path``, e.g. NORA's trainer for ``nora verify``'s replays, whose code is NORA's.
+    """
+    extra = json.loads(spec) if spec else {}
+    if extra:
+        sys.path[:] = extra["sys_path"]
+        os.environ["NORA_REPLICA"] = "1"       # imports must not start templates of their own
+    for name in (*_PRELOAD, *extra.get("preload", ())):
         importlib.import_module(name)
     _send({"event": "ready"})
-    buf = b""
+    buf, running = b"", {}
     while True:
-        while b"\n" not in buf:
+        fds = [0, *(fd for fd in running.values() if fd is not None)]
+        polling = any(fd is None for fd in running.values())
+        ready, _, _ = select.select(fds, [], [], 0.01 if polling else None)
+        if 0 in ready:
             chunk = os.read(0, 65536)
             if not chunk:
-                return
+                _end(running)
             buf += chunk
-        line, buf = buf.split(b"\n", 1)
-        job = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(job)
-        _send({"event": "started", "pid": pid})
-        _send({"event": "done", "status": _wait(pid)})
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    _start(json.loads(line), running)
+        for pid in list(running):
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                _send({"event": "done", "pid": pid, "status": _reap(pid, running.pop(pid))})
 
 
 # What the template runs: this file loaded by path, under a name outside the nora package.
@@ -169,5 +200,5 @@ spec = importlib.util.spec_from_file_location("_nora_replica", {path!r})
 module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module
 spec.loader.exec_module(module)
-module.serve()
+module.serve(*sys.argv[1:])
 """
