@@ -13,7 +13,7 @@ EXIT_OK, EXIT_FLAGGED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from nora.hpo.stages import STAGE_ORDER
+    from nora.hpo.order import STAGE_ORDER
 
     p = subparsers.add_parser(
         "hpo", help="staged Optuna search; the best trial is rerun for a reproducibility "

@@ -18,7 +18,8 @@ from nora.config.schema import ConfigChange, RunConfig
 from nora.context import RunContext
 from nora.ddp_watch import heartbeat
 from nora.errors import NormViolationError
-from nora.hashing import record_digest, tree_hash
+from nora.hashing import record_digest
+from nora.param_hash import StepHasher
 from nora.records import JsonlWriter
 from nora.violations import get_violation, watched_violations
 
@@ -52,6 +53,7 @@ class Run:
         self._decisions_out = JsonlWriter(run_dir / "norms" / "agent_decisions.jsonl")
         self._metrics_out = JsonlWriter(run_dir / "metrics.jsonl")
         self._hash_every = config.repro.step_fingerprint_every
+        self._param_hash = StepHasher()
         # audit records (nora verify): a parameter hash every step when checkpoints are kept,
         # its leaves (one hash per tensor) in state/step_hashes.jsonl
         self._audit = config.train.checkpoint_every > 0
@@ -158,7 +160,7 @@ class Run:
         self.losses.append(record["loss"])
         leaves = None
         if self._audit or (self._hash_every and record["step"] % self._hash_every == 0):
-            record["param_hash"], leaves = tree_hash(model.state_dict())
+            record["param_hash"], leaves = self._param_hash(model)
         self._metrics_out.write(record)
         if leaves is not None:
             names = sorted(leaves)

@@ -81,6 +81,7 @@ def segment_job(rec: RunRecords, seg: Segment, out: Path) -> dict[str, Any]:
     data["mode"] = compose_dict(["modes=pipeline"])["mode"]
     data["violation"] = {**data["violation"], "name": "none"}
     data["device"] = str((m.get("env") or {}).get("device") or "cpu")
+    data["durable"] = False             # a replica's run directory is scratch: no fsyncs
     settings = dict(m.get("seams_at_start") or {})
     settings["seed"] = recorded_seed(m)
     changes = []

@@ -6,9 +6,20 @@ fingerprint is crowned. Optuna is imported only when a search runs.
 """
 from __future__ import annotations
 
-from nora.hpo.stages import STAGE_ORDER, HpoStage, load_stage, narrow, stage_choices
-from nora.hpo.staged import StageOutcome, run_stage, run_stages
-from nora.hpo.summary import stage_text
+import importlib
+from typing import Any
 
-__all__ = ["STAGE_ORDER", "HpoStage", "StageOutcome", "load_stage", "narrow", "run_stage",
-           "run_stages", "stage_choices", "stage_text"]
+from nora.hpo.order import STAGE_ORDER
+
+_LAZY = {"HpoStage": "stages", "load_stage": "stages", "narrow": "stages",
+         "stage_choices": "stages", "StageOutcome": "staged", "run_stage": "staged",
+         "run_stages": "staged", "stage_text": "summary"}
+
+__all__ = ["STAGE_ORDER", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use: every ``python -m nora`` command builds the ``hpo`` parser."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'nora.hpo' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nora.hpo.{_LAZY[name]}"), name)

@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nora.errors import ConfigError
-
-STAGE_ORDER = ("sanity", "coarse", "fine", "refit")
+from nora.hpo.order import STAGE_ORDER
 DEFAULT_METRIC = {"supervised": "accuracy", "ppo": "greedy_return"}
 
 
