@@ -39,7 +39,7 @@ def test_equal_to_the_state_dict_tree_hash_through_training_and_replacement():
         if step == 2:                                     # a tensor replaced: seen at once
             model.lin.bias = nn.Parameter(torch.zeros(3))
     _same(hasher, model)
-    assert hasher._entries is not None and hasher._buffer is not None   # the short way
+    assert hasher._leaves is not None                   # the short way
     model.mask = torch.tensor([True, True, False])        # dtype and shape changes
     model.half()
     _same(hasher, model)
@@ -55,7 +55,7 @@ def test_a_module_whose_state_dict_is_not_its_tables_goes_the_long_way():
 
     model, hasher = Scaled(3, 3), StepHasher()
     _same(hasher, model)
-    assert hasher._entries is None
+    assert hasher._leaves is None
 
 
 def test_views_and_non_contiguous_tensors_hash_by_value():
@@ -64,3 +64,15 @@ def test_views_and_non_contiguous_tensors_hash_by_value():
     model.register_buffer("one", torch.arange(6.0).reshape(3, 2)[0:1, 1])  # stride 2
     model.register_buffer("neg", torch.tensor([1 + 2j, 3 - 4j]).conj().imag)  # lazy neg view
     _same(StepHasher(), model)
+
+
+def test_a_tensor_changed_behind_the_tables_back_is_seen():
+    model, hasher = nn.Linear(3, 3, bias=False), StepHasher(recheck=10**6)
+    _same(hasher, model)
+    with torch.no_grad():
+        model.weight.data = model.weight.data.t()           # same address, other strides
+    _same(hasher, model)
+    model.weight.data = torch.zeros(3, 3)                   # same object, new storage
+    _same(hasher, model)
+    model.weight.data.fill_(2.0)                            # in place: same view, new bytes
+    _same(hasher, model)
