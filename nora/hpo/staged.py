@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nora.errors import ConfigError
-from nora.hpo.stages import STAGE_ORDER, HpoStage, as_override, load_stage, narrow
+from nora.hpo.order import STAGE_ORDER
+from nora.hpo.stages import HpoStage, as_override, load_stage, narrow
 from nora.hpo.study import SearchResult, run_search, train_one
 from nora.records import read_json, write_json
 

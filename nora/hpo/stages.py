@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from nora.errors import ConfigError
-from nora.hpo.order import STAGE_ORDER
 DEFAULT_METRIC = {"supervised": "accuracy", "ppo": "greedy_return"}
 
 
