@@ -138,3 +138,10 @@ def test_cli_accepts_the_mode_alias(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     manifest = __import__("json").loads((run_dir / "manifest.json").read_text())
     assert manifest["config"]["mode"]["name"] == "pipeline"
+
+
+def test_an_unknown_key_named_by_part_of_its_path_names_its_override():
+    """Found by the fuzz above: ``+a.b.c=1`` then ``~a.b.c`` leaves an unknown ``a``."""
+    check_clean(["+a.b.c=${n}", "a.b.c=", "~a.b.c="])
+    with pytest.raises(nora.ConfigError, match=r"a: unknown key .*\(from override '\+a\.b\.c=1'\)"):
+        nora.load_config(["+a.b.c=1", "a.b.c=", "~a.b.c="])

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nora.config.messages import format_validation_error, hydra_message, short
+from nora.config.messages import format_validation_error, hydra_message, name_override, short
 from nora.config.schema import RunConfig
 from nora.errors import ConfigError
 
@@ -210,4 +210,8 @@ def load_config(overrides: Sequence[str] = ()) -> RunConfig:
     if isinstance(overrides, (str, bytes)):
         raise ConfigError(f"overrides must be a list of key=value strings, got the single "
                           f"string {short(overrides)}; write [{short(overrides)}]")
-    return validate(compose_dict(overrides))
+    data = compose_dict(overrides)
+    try:
+        return validate(data)
+    except ConfigError as exc:
+        raise ConfigError(name_override(str(exc), overrides)) from None

@@ -57,6 +57,17 @@ def format_validation_error(exc: ValidationError, data: Mapping[str, Any]) -> st
     return "invalid config: " + "; ".join(parts)
 
 
+def name_override(message: str, overrides: Sequence[str]) -> str:
+    """``message`` plus the override an unknown key came from, when the message names only
+    part of its path (``+a.b.c=1`` composes to an unknown key ``a``)."""
+    for key in re.findall(r"(?:^invalid config: |; )([^\s:;]+): unknown key", message):
+        for ov in overrides:
+            path = ov.partition("=")[0].lstrip("+~")
+            if path.startswith(key + ".") and short(ov) not in message:
+                return f"{message} (from override {short(ov)})"
+    return message
+
+
 def _culprit(exc: Exception, overrides: Sequence[str]) -> str | None:
     """The override an exception is about, when its message or type says which."""
     text = str(exc)
