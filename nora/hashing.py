@@ -46,30 +46,31 @@ _STRIDED = torch.strided
 _HEADERS: dict[tuple[torch.dtype, torch.Size], bytes] = {}   # "T|dtype|shape|", per kind
 
 
-def _plain_update(h: "xxhash.xxh3_128", t: torch.Tensor) -> bool:
-    """Hash a dense contiguous CPU tensor without copies (what state dicts hold, so what
-    every step's parameter hash reads); False for anything that needs ``_update``'s care."""
+def plain_bytes(t: torch.Tensor) -> tuple[bytes, memoryview] | None:
+    """``(header, bytes)`` that hash a dense contiguous CPU tensor, the bytes a view of its
+    memory (no copy: what state dicts hold, so what every step's parameter hash reads);
+    None for anything that needs ``_update``'s care."""
     if (t.layout is not _STRIDED or t.is_quantized or t.is_nested or t.device.type != "cpu"
             or not t.is_contiguous() or t.is_conj() or t.is_neg()):
-        return False
+        return None
     flat = t.detach().reshape(-1)
     if flat.numel() and flat.stride(0) != 1:    # one element with another stride
-        return False
+        return None
     key = (t.dtype, t.shape)
     header = _HEADERS.get(key)
     if header is None:
         header = f"T|{t.dtype}|{tuple(t.shape)}|".encode()
         if len(_HEADERS) < 4096:
             _HEADERS[key] = header
-    h.update(header)
-    if flat.numel():
-        h.update(memoryview(flat.view(torch.uint8).numpy()))
-    return True
+    return header, memoryview(flat.view(torch.uint8).numpy())
 
 
 def _update(h: "xxhash.xxh3_128", obj: Any) -> None:
     if isinstance(obj, torch.Tensor):
-        if _plain_update(h, obj):
+        plain = plain_bytes(obj)
+        if plain is not None:
+            h.update(plain[0])
+            h.update(plain[1])
             return
         _check_tensor(obj)
         t = obj.detach()

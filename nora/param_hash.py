@@ -18,7 +18,7 @@ import torch
 import xxhash
 from torch import nn
 
-from nora.hashing import tree_hash, tree_root
+from nora.hashing import plain_bytes, tree_hash, tree_root
 
 _Entry = tuple[str, dict[str, Any], str]      # state-dict key, the table holding it, its name
 
@@ -44,25 +44,16 @@ def _entries(model: nn.Module) -> list[_Entry] | None:
     return out
 
 
-def _plain(t: torch.Tensor) -> bool:
-    return (t.device.type == "cpu" and t.layout is torch.strided and not t.is_quantized
-            and not t.is_nested and not t.is_conj() and not t.is_neg()
-            and t.is_contiguous())
-
-
 class _Leaf:
     """One state-dict tensor as last seen, with its header and a view of its bytes."""
 
     __slots__ = ("name", "table", "key", "tensor", "sig", "header", "bytes")
 
-    def __init__(self, name: str, table: dict[str, Any], key: str, t: torch.Tensor) -> None:
-        self.name, self.table, self.key, self.tensor = name, table, key, t
-        self.sig = _signature(t)
-        self.header = f"T|{t.dtype}|{tuple(t.shape)}|".encode()
-        flat = t.detach().reshape(-1)
-        if flat.numel() and flat.stride(0) != 1:    # one element with another stride
-            raise ValueError("not a plain view")
-        self.bytes = memoryview(flat.view(torch.uint8).numpy())
+    def __init__(self, name: str, table: dict[str, Any], key: str,
+                 plain: tuple[bytes, memoryview]) -> None:
+        self.name, self.table, self.key, self.tensor = name, table, key, table[key]
+        self.sig = _signature(self.tensor)
+        self.header, self.bytes = plain
 
 
 def _signature(t: torch.Tensor) -> tuple[Any, ...]:
@@ -81,12 +72,12 @@ class StepHasher:
     def _prepare(self, model: nn.Module) -> None:
         self._model, self._leaves = model, None
         entries = _entries(model)
-        if entries is None or not all(_plain(table[key]) for _, table, key in entries):
+        if entries is None:
             return
-        try:
-            self._leaves = [_Leaf(name, table, key, table[key]) for name, table, key in entries]
-        except (ValueError, RuntimeError, TypeError):
-            self._leaves = None
+        plain = [plain_bytes(table[key]) for _, table, key in entries]
+        if all(p is not None for p in plain):
+            self._leaves = [_Leaf(name, table, key, p)                # type: ignore[arg-type]
+                            for (name, table, key), p in zip(entries, plain)]
 
     def __call__(self, model: nn.Module) -> tuple[str, dict[str, str]]:
         if model is not self._model or self._calls % self.recheck == 0:

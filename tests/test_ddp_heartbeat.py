@@ -20,6 +20,8 @@ import torch.distributed as dist
 import nora
 from nora.ddp import GroupError, heartbeat, run_group
 
+from .test_ddp import _gone
+
 TIMEOUT_S = 1.5
 
 
@@ -38,14 +40,6 @@ def busy_or_beating(rank, world_size, seconds):
     t = torch.ones(1)
     dist.all_reduce(t)
     return t.item()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def _scratch() -> set[Path]:
